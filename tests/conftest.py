@@ -1,0 +1,19 @@
+"""Shared test fixtures: where the real Sentinel data lives, and skipping cleanly when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Real Sentinel data shipped beside the repository (never copied into it).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real Sentinel data; tests that need it skip with the reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real Sentinel data not found at {SHARED_DATA} (../shared/data beside the repository)")
+    return SHARED_DATA
