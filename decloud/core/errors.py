@@ -39,3 +39,11 @@ class ProductFormatError(DecloudError):
 
 class InvalidArgumentError(DecloudError):
     """A command-line or function argument has a value that cannot be used."""
+
+
+class InvalidFileError(DecloudError):
+    """A file exists but its content cannot be used: malformed JSON, missing key, unreadable vector file..."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {reason}")

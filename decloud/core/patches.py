@@ -24,7 +24,7 @@ def patch_grid_shape(height: int, width: int, patch_size: int = PATCH_SIZE) -> t
 
 def patch_grid_transform(transform: Affine, patch_size: int = PATCH_SIZE) -> Affine:
     """Geotransform of the statistics raster of an image with ``transform``."""
-    return transform * Affine.scale(patch_size)
+    return transform @ Affine.scale(patch_size)
 
 
 def patch_window(window: Window, patch_size: int = PATCH_SIZE) -> Window:

@@ -29,6 +29,14 @@ from decloud.preprocessing.constants import PATCH_SIZE
 DEFAULT_WINDOW_SIZE = 1024
 #: Side of the internal tiles of every GeoTIFF written.
 BLOCK_SIZE = 256
+#: GDAL block cache of every step, in MB. GDAL's default (5 % of the RAM) lets written blocks pile up
+#: until a file is closed, so memory would grow with the image size; a fixed cache keeps it flat.
+GDAL_CACHE_MB = 128
+
+
+def gdal_environment() -> rasterio.Env:
+    """The GDAL settings every step runs under (use as a context manager)."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 def _is_virtual(path: str) -> bool:

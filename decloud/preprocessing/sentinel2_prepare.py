@@ -31,7 +31,15 @@ from decloud.core.patches import (
     percent_per_patch,
 )
 from decloud.core.progress import progress
-from decloud.core.raster import DEFAULT_WINDOW_SIZE, Grid, block_windows, create_geotiff, geotiff_profile, write_array
+from decloud.core.raster import (
+    DEFAULT_WINDOW_SIZE,
+    Grid,
+    block_windows,
+    create_geotiff,
+    gdal_environment,
+    geotiff_profile,
+    write_array,
+)
 from decloud.preprocessing.constants import (
     S2_BANDS_10M,
     S2_BANDS_20M,
@@ -58,7 +66,7 @@ def prepare_s2_product(
     window_size: int = DEFAULT_WINDOW_SIZE,
 ) -> Path:
     """Prepare the product at ``in_image`` under ``out_s2_dir``; return the prepared product folder."""
-    with open_s2_source(in_image) as source:
+    with gdal_environment(), open_s2_source(in_image) as source:
         product_dir = tile_directory(out_s2_dir, source.name.tile) / source.name.name
         if is_complete(product_dir) and not overwrite:
             log.info("%s is already prepared, skipped (use --overwrite to redo it)", product_dir)

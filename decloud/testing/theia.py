@@ -79,7 +79,7 @@ def make_theia_product(
                 product / f"{name}_FRE_{band}.tif",
                 height=-(-height // scale),
                 width=-(-width // scale),
-                transform=transform_10m * Affine.scale(scale),
+                transform=transform_10m @ Affine.scale(scale),
                 crs=crs,
                 dtype="int16",
                 nodata=S2_NODATA,

@@ -1,0 +1,117 @@
+"""decloud.core: names, windows, patch statistics, atomic outputs, raster opening errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from decloud.core.atomic import atomic_directory, atomic_file
+from decloud.core.errors import CorruptRasterError, InputNotFoundError, InvalidArgumentError, ProductFormatError
+from decloud.core.naming import parse_s1_name, parse_s2_product_name
+from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, percent_per_patch
+from decloud.core.raster import block_windows, open_raster
+
+
+def test_theia_name_is_parsed():
+    name = parse_s2_product_name("/data/T31TEJ/SENTINEL2B_20201012-105848-497_L2A_T31TEJ_C_V2-2.zip")
+    assert name.name == "SENTINEL2B_20201012-105848-497_L2A_T31TEJ_C_V2-2"
+    assert name.satellite == "SENTINEL2B"
+    assert name.tile == "T31TEJ"
+    assert name.kind == "THEIA"
+    assert name.acquired == datetime(2020, 10, 12, 10, 58, 48, 497000, tzinfo=UTC)
+
+
+def test_safe_name_is_parsed_with_its_processing_baseline():
+    name = parse_s2_product_name("S2B_MSIL2A_20230615T103629_N0509_R008_T31TEJ_20230615T140010.SAFE")
+    assert (name.satellite, name.tile, name.kind) == ("S2B", "T31TEJ", "SAFE")
+    assert name.processing_baseline == (5, 9)
+    assert name.acquired == datetime(2023, 6, 15, 10, 36, 29, tzinfo=UTC)
+
+
+def test_unknown_s2_name_is_rejected_with_the_name():
+    with pytest.raises(ProductFormatError, match="LC08_L2SP_"):
+        parse_s2_product_name("LC08_L2SP_196029_20200101")
+
+
+def test_s1tiling_name_is_parsed_and_gives_the_prepared_name():
+    name = parse_s1_name("/in/s1b_31TEJ_vh_DES_139_20201013txxxxxx.tif")
+    assert (name.satellite, name.tile, name.polarisation, name.orbit_direction, name.relative_orbit) == (
+        "s1b",
+        "T31TEJ",
+        "vh",
+        "DES",
+        139,
+    )
+    assert not name.time_known
+    assert name.acquired == datetime(2020, 10, 13, tzinfo=UTC)
+    assert name.prepared_name() == "s1b_31TEJ_vvvh_DES_139_20201013txxxxxx_from-10to3dB.tif"
+    timed = parse_s1_name("s1a_30PVT_vv_ASC_045_20170407t182729.tif")
+    assert timed.acquired == datetime(2017, 4, 7, 18, 27, 29, tzinfo=UTC)
+    prepared = parse_s1_name(timed.with_polarisation("vvvh").prepared_name())
+    assert (prepared.polarisation, prepared.suffix) == ("vvvh", "_from-10to3dB")
+
+
+def test_block_windows_cover_the_raster_once_on_the_patch_grid():
+    coverage = np.zeros((300, 330), dtype=int)
+    for window in block_windows(300, 330, 128):
+        assert window.row_off % 64 == 0 and window.col_off % 64 == 0
+        coverage[window.toslices()] += 1
+    assert (coverage == 1).all()
+    with pytest.raises(InvalidArgumentError):
+        list(block_windows(10, 10, 100))
+
+
+def test_patch_counts_on_a_partial_grid():
+    mask = np.zeros((100, 70), dtype=bool)
+    mask[0:10, 0:5] = True  # 50 pixels in patch (0, 0)
+    mask[64:100, 64:70] = True  # the whole image part of patch (1, 1): 36 x 6 pixels
+    assert patch_grid_shape(100, 70) == (2, 2)
+    assert count_per_patch(mask).tolist() == [[50, 0], [0, 216]]
+    # Outside pixels counted as True: patch (0, 1) has 64 x 58 missing pixels.
+    assert count_per_patch(np.zeros((100, 70), dtype=bool), outside=True).tolist() == [
+        [0, 64 * 58],
+        [28 * 64, 4096 - 36 * 6],
+    ]
+    np.testing.assert_allclose(percent_per_patch(mask), [[100 * 50 / 4096, 0], [0, 100.0]])
+
+
+def test_patch_grid_transform_scales_the_pixel_by_64():
+    assert patch_grid_transform(Affine(10, 0, 500000, 0, -10, 4900000)) == Affine(640, 0, 500000, 0, -640, 4900000)
+
+
+def test_atomic_file_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError), atomic_file(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(target) as temporary:
+        temporary.write_text("whole")
+    assert target.read_text() == "whole"
+    assert [path.name for path in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_atomic_directory_keeps_the_previous_version_on_error(tmp_path):
+    final = tmp_path / "product"
+    with atomic_directory(final) as work:
+        (work / "a.txt").write_text("v1")
+    with pytest.raises(RuntimeError), atomic_directory(final) as work:
+        (work / "a.txt").write_text("v2")
+        raise RuntimeError("boom")
+    assert (final / "a.txt").read_text() == "v1"
+    assert [path.name for path in tmp_path.iterdir()] == ["product"]
+    with atomic_directory(final) as work:
+        (work / "b.txt").write_text("v3")
+    assert [path.name for path in final.iterdir()] == ["b.txt"]
+
+
+def test_open_raster_names_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(InputNotFoundError, match=r"nothing\.tif"):
+        open_raster(tmp_path / "nothing.tif")
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"this is not a tiff" * 10)
+    with pytest.raises(CorruptRasterError, match=r"garbage\.tif"):
+        open_raster(garbage)
