@@ -1,0 +1,218 @@
+"""Sharded TFRecords of samples, and their reading back as a ``tf.data.Dataset``.
+
+A records folder holds ``0.records``, ``1.records``... and two JSON files, ``output_types.json`` and
+``output_shapes.json``, that give each key's dtype and shape: a reader needs nothing else. Each record
+is a ``tf.train.Example`` with one bytes feature per key holding ``tf.io.serialize_tensor`` bytes
+(a serialized TensorProto). Keys follow :mod:`decloud.core.keys`.
+
+The whole folder is written under a temporary name and renamed when complete: an interrupted run
+leaves no truncated shard and no folder without its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from decloud.core.atomic import atomic_directory
+from decloud.core.errors import DecloudError, InputNotFoundError
+
+TYPES_FILE = "output_types.json"
+SHAPES_FILE = "output_shapes.json"
+SHARD_SUFFIX = ".records"
+_SHARD_NAME = re.compile(r"^(\d+)\.records$")
+
+
+class RecordsError(DecloudError):
+    """A records folder or a sample does not match the declared keys, types or shapes."""
+
+
+def _tensorflow():
+    """TensorFlow, imported on first use: preparation steps must not pay its import time."""
+    import tensorflow as tf
+
+    return tf
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return "string" if array.dtype.kind in "SUO" else array.dtype.name
+
+
+class RecordsWriter(AbstractContextManager):
+    """Write samples (dicts key -> numpy array) into ``n_samples_per_shard``-sample shards.
+
+    The first sample fixes the keys, dtypes and shapes; every later sample must match them exactly.
+    Use as a context manager: the folder appears at ``output_dir`` only when the block ends without error.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str], n_samples_per_shard: int) -> None:
+        if n_samples_per_shard <= 0:
+            raise RecordsError(f"n_samples_per_shard must be positive, not {n_samples_per_shard}")
+        self.output_dir = Path(output_dir)
+        self.n_samples_per_shard = n_samples_per_shard
+        self.count = 0
+        self.types: dict[str, str] = {}
+        self.shapes: dict[str, list[int]] = {}
+        self._atomic = atomic_directory(self.output_dir)
+        self._work_dir: Path | None = None
+        self._shard: Any = None
+
+    def __enter__(self) -> RecordsWriter:
+        self._work_dir = self._atomic.__enter__()
+        return self
+
+    def write(self, sample: Mapping[str, np.ndarray]) -> None:
+        arrays = {name: np.asarray(value) for name, value in sample.items()}
+        if not self.types:
+            self.types = {name: _dtype_name(array) for name, array in sorted(arrays.items())}
+            self.shapes = {name: list(array.shape) for name, array in sorted(arrays.items())}
+        self._check(arrays)
+        if self.count % self.n_samples_per_shard == 0:
+            self._next_shard()
+        self._shard.write(serialize_sample(arrays))
+        self.count += 1
+
+    def _check(self, arrays: Mapping[str, np.ndarray]) -> None:
+        if set(arrays) != set(self.types):
+            missing, extra = sorted(set(self.types) - set(arrays)), sorted(set(arrays) - set(self.types))
+            raise RecordsError(
+                f"sample {self.count} keys differ from the first sample's: missing {missing}, extra {extra}"
+            )
+        for name, array in arrays.items():
+            if _dtype_name(array) != self.types[name] or list(array.shape) != self.shapes[name]:
+                raise RecordsError(
+                    f"sample {self.count}, key {name!r}: {_dtype_name(array)} {list(array.shape)} instead of "
+                    f"{self.types[name]} {self.shapes[name]}"
+                )
+
+    def _next_shard(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+        index = self.count // self.n_samples_per_shard
+        self._shard = _tensorflow().io.TFRecordWriter(str(self._work_dir / f"{index}{SHARD_SUFFIX}"))
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> bool | None:
+        if self._shard is not None:
+            self._shard.close()
+        if kind is None and self.count == 0:
+            empty = RecordsError(f"no sample to write in {self.output_dir}")
+            self._atomic.__exit__(RecordsError, empty, None)  # removes the temporary folder
+            raise empty
+        if kind is None:
+            (self._work_dir / TYPES_FILE).write_text(json.dumps(self.types, indent=2) + "\n")
+            (self._work_dir / SHAPES_FILE).write_text(json.dumps(self.shapes, indent=2) + "\n")
+        return self._atomic.__exit__(kind, value, traceback)
+
+
+def serialize_sample(sample: Mapping[str, np.ndarray]) -> bytes:
+    """One ``tf.train.Example`` with a serialized tensor per key (keys in sorted order, so that the
+    same sample always gives the same bytes)."""
+    tf = _tensorflow()
+    features = {
+        name: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[tf.make_tensor_proto(np.asarray(sample[name])).SerializeToString()])
+        )
+        for name in sorted(sample)
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+# --- Reading -------------------------------------------------------------------------------------
+
+
+def read_metadata(records_dir: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(types, shapes) of a records folder, checked to describe the same keys."""
+    folder = Path(records_dir)
+    if not folder.is_dir():
+        raise InputNotFoundError(folder, "records folder")
+    loaded = []
+    for name in (TYPES_FILE, SHAPES_FILE):
+        path = folder / name
+        if not path.is_file():
+            raise RecordsError(f"{folder} has no {name}: it is not a decloud records folder (or it is incomplete)")
+        try:
+            content = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise RecordsError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(content, dict):
+            raise RecordsError(f"{path} must hold a JSON object key -> value")
+        loaded.append(content)
+    types, shapes = loaded
+    if set(types) != set(shapes):
+        raise RecordsError(
+            f"{folder}: {TYPES_FILE} and {SHAPES_FILE} describe different keys: {sorted(set(types) ^ set(shapes))}"
+        )
+    return types, {name: tuple(int(size) for size in shape) for name, shape in shapes.items()}
+
+
+def shard_paths(records_dir: str | os.PathLike[str]) -> list[Path]:
+    """The shards of a records folder in numeric order (0, 1, ..., 10, not 0, 1, 10)."""
+    folder = Path(records_dir)
+    numbered = [(int(match[1]), path) for path in folder.iterdir() if (match := _SHARD_NAME.match(path.name))]
+    if not numbered:
+        raise RecordsError(f"{folder} holds no N{SHARD_SUFFIX} shard")
+    return [path for _, path in sorted(numbered)]
+
+
+def make_dataset(
+    records_dir: str | os.PathLike[str],
+    *,
+    keys: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> Any:
+    """A ``tf.data.Dataset`` of dicts key -> tensor with static shapes, from a records folder alone.
+
+    ``keys`` selects the keys (all by default; an unknown key is an error naming the available ones);
+    ``shard`` = (number of workers, this worker's index) keeps one worker's share of the shards for
+    multi-worker training; ``shuffle_buffer`` > 0 shuffles samples (reproducibly with ``seed``).
+    """
+    tf = _tensorflow()
+    types, shapes = read_metadata(records_dir)
+    selected = list(types) if keys is None else list(keys)
+    unknown = [name for name in selected if name not in types]
+    if unknown:
+        raise RecordsError(f"{records_dir} has no key {unknown}; its keys are {sorted(types)}")
+    files = [str(path) for path in shard_paths(records_dir)]
+    dtypes = {name: tf.string if types[name] == "string" else tf.as_dtype(types[name]) for name in selected}
+    description = {name: tf.io.FixedLenFeature([], tf.string) for name in selected}
+
+    def parse(serialized):
+        features = tf.io.parse_single_example(serialized, description)
+        return {
+            name: tf.ensure_shape(tf.io.parse_tensor(features[name], dtypes[name]), shapes[name]) for name in selected
+        }
+
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shard is not None:
+        dataset = dataset.shard(*shard) if len(files) >= shard[0] else dataset
+    dataset = dataset.interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shard is not None and len(files) < shard[0]:
+        dataset = dataset.shard(*shard)
+    if shuffle_buffer > 0:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size:
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def iterate_numpy(records_dir: str | os.PathLike[str], keys: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The samples of a records folder as dicts of numpy values, in shard order (for checks and tools)."""
+    yield from make_dataset(records_dir, keys=keys).as_numpy_iterator()
