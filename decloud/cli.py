@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "s1-prepare": "decloud.preprocessing.sentinel1_prepare",
     "dem-prepare": "decloud.preprocessing.dem_prepare",
     "generate-roi-rasters": "decloud.preprocessing.generate_roi_rasters",
+    "create-tfrecords": "decloud.models.create_tfrecords",
 }
 
 

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 SUMMARY_NAME = "rois.json"
 #: Dataset names end up in file names and JSON keys: keep them simple.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_]+")
+#: Keys of the summary: the ROI folder, and the tiles of each dataset under <DATASET>_TILES.
+ROIS_ROOT_KEY = "ROIS_ROOT_DIR"
+TILES_KEY_SUFFIX = "_TILES"
 #: Value, in the selection arrays, of the elementary patches assigned to no dataset.
 UNASSIGNED = -1
 
@@ -229,12 +232,12 @@ def _write_outputs(
     seed: int,
 ) -> Path:
     """Write every ROI raster and the summary under temporary names, and rename them all at the end."""
-    summary: dict[str, object] = {"ROIS_ROOT_DIR": str(output_dir)}
+    summary: dict[str, object] = {ROIS_ROOT_KEY: str(output_dir)}
     with ExitStack() as outputs:
         for tile, selection in selections.items():
             grid = grids[tile]
             for index, dataset in enumerate(datasets):
-                path = outputs.enter_context(atomic_file(output_dir / f"{tile}_{dataset}.tif"))
+                path = outputs.enter_context(atomic_file(roi_raster_path(output_dir, tile, dataset)))
                 write_array(
                     path,
                     (selection == index).astype(np.uint8),
@@ -244,10 +247,49 @@ def _write_outputs(
                     tags={"TILE": tile, "DATASET": dataset, "PATCHSIZE": patchsize, "SEED": seed},
                 )
         for index, dataset in enumerate(datasets):
-            summary[f"{dataset.upper()}_TILES"] = [tile for tile, sel in selections.items() if (sel == index).any()]
+            summary[f"{dataset.upper()}{TILES_KEY_SUFFIX}"] = [
+                tile for tile, sel in selections.items() if (sel == index).any()
+            ]
         summary_path = outputs.enter_context(atomic_file(output_dir / SUMMARY_NAME))
         summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return output_dir / SUMMARY_NAME
+
+
+def roi_raster_path(rois_root: Path, tile: str, dataset: str) -> Path:
+    return rois_root / f"{tile}_{dataset}.tif"
+
+
+@dataclass(frozen=True)
+class RoisSummary:
+    """The content of a ROI summary JSON (``rois.json``): the ROI folder and the tiles of each dataset."""
+
+    root: Path
+    tiles: dict[str, tuple[str, ...]]  #: dataset name (lower case) -> tiles
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RoisSummary:
+        path = Path(path).absolute()
+        if not path.is_file():
+            raise InputNotFoundError(path, "ROI summary JSON file")
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InvalidFileError(path, f"not valid JSON: {error}") from error
+        if not isinstance(content, dict) or not isinstance(content.get(ROIS_ROOT_KEY), str):
+            raise InvalidFileError(path, f"expected a JSON object with a folder under {ROIS_ROOT_KEY!r}")
+        tiles = {}
+        for key, value in content.items():
+            if key == ROIS_ROOT_KEY:
+                continue
+            if not key.endswith(TILES_KEY_SUFFIX) or not isinstance(value, list):
+                raise InvalidFileError(path, f"{key!r}: expected <DATASET>{TILES_KEY_SUFFIX} with a list of tiles")
+            tiles[key.removesuffix(TILES_KEY_SUFFIX).lower()] = tuple(value)
+        return cls(path.parent / Path(content[ROIS_ROOT_KEY]).expanduser(), tiles)
+
+    def tiles_of(self, dataset: str) -> tuple[str, ...]:
+        if dataset.lower() not in self.tiles:
+            raise InvalidArgumentError(f"the ROI summary has no {dataset.upper()}{TILES_KEY_SUFFIX} list")
+        return self.tiles[dataset.lower()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,6 +80,10 @@ class RecordsWriter(AbstractContextManager):
         self._shard.write(serialize_sample(arrays))
         self.count += 1
 
+    def attach_json(self, name: str, content: object) -> None:
+        """Write a JSON file (e.g. a summary) into the folder; it appears with the shards."""
+        (self._work_dir / name).write_text(json.dumps(content, indent=2) + "\n")
+
     def _check(self, arrays: Mapping[str, np.ndarray]) -> None:
         if set(arrays) != set(self.types):
             missing, extra = sorted(set(self.types) - set(arrays)), sorted(set(arrays) - set(self.types))
@@ -109,8 +113,8 @@ class RecordsWriter(AbstractContextManager):
             self._atomic.__exit__(RecordsError, empty, None)  # removes the temporary folder
             raise empty
         if kind is None:
-            (self._work_dir / TYPES_FILE).write_text(json.dumps(self.types, indent=2) + "\n")
-            (self._work_dir / SHAPES_FILE).write_text(json.dumps(self.shapes, indent=2) + "\n")
+            self.attach_json(TYPES_FILE, self.types)
+            self.attach_json(SHAPES_FILE, self.shapes)
         return self._atomic.__exit__(kind, value, traceback)
 
 

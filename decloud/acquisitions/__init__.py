@@ -1,0 +1,1 @@
+"""Acquisition layouts: the declarative description (Python or JSON) of the images a sample is made of."""
