@@ -5,6 +5,8 @@
 2. Times indexing it (first run: reads every statistics raster; second run: from the on-disk index), and
    finding all tuples of the CRGA OS2 layout (configs/acquisitions/crga_os2.json) for 256 x 256 patches.
 3. Times writing 256 x 256 CRGA samples into TFRecords, and reading + parsing them back with tf.data.
+4. Times create-tfrecords end to end (patches read from prepared GeoTIFFs by worker threads while the
+   main thread writes) on generated, prepared 2048 x 2048 products: 16 S2 dates and 27 S1 dates.
 
 Prints seconds, samples/s and the process's peak RSS after each phase.
 
@@ -34,11 +36,17 @@ from decloud.preprocessing.constants import (
     S2_SUFFIX_CLOUD_STATS,
     S2_SUFFIX_NODATA_STATS,
 )
+from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
+from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
+from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import TilesConfig
 from decloud.sampling.catalog import load_tile_catalog
+from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, create_tfrecords
 from decloud.sampling.search import find_tuples
 from decloud.sampling.tfrecords import RecordsWriter, make_dataset
-from decloud.testing.theia import theia_product_name
+from decloud.testing.regions import Rect
+from decloud.testing.s1tiling import make_s1tiling_pair
+from decloud.testing.theia import make_theia_product, theia_product_name
 
 REPO = Path(__file__).resolve().parents[1]
 TILE = "T31TEJ"
@@ -99,6 +107,32 @@ def crga_sample(layout, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return sample
 
 
+def end_to_end(root: Path, samples: int) -> None:
+    """create-tfrecords on prepared generated products, timed from the catalog to the last shard."""
+    start_date = datetime(2020, 5, 1, 10, 30, tzinfo=UTC)
+    for day in range(16):
+        clouds = [Rect(0, 256 * (day % 8), 2048, 256)]
+        raw = make_theia_product(
+            root / "raw", acquired=start_date + timedelta(days=5 * day), shape=(2048, 2048), clouds=clouds
+        )
+        prepare_s2_product(raw, root / "S2")
+    for index in range(27):
+        date = (start_date + timedelta(days=3 * index)).replace(hour=6)
+        _, vh = make_s1tiling_pair(root / "raw_s1", acquired=date, shape=(2048, 2048), seed=index)
+        prepare_s1_image(vh, root / "S1")
+    tiles = root / "tiles.json"
+    tiles.write_text(json.dumps({"S1_ROOT_DIR": "S1", "S2_ROOT_DIR": "S2", "TILES": [TILE]}))
+    rois = generate_roi_rasters(tiles, ["train"], [1], root / "roi", patchsize=256)
+    request = DatasetRequest("train", REPO / "configs" / "acquisitions" / "crga_os2.json", root / "e2e", samples)
+    start = time.perf_counter()
+    (summary,) = create_tfrecords(tiles, rois, [request], SamplingOptions(patchsize=256))
+    seconds = time.perf_counter() - start
+    print(
+        f"create-tfrecords e2e    {summary['total_samples'] / seconds:7.1f} samples/s "
+        f"({summary['total_samples']} samples of {sum(summary['tuples_found'].values())} tuples, {seconds:.1f} s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=300, help="samples written and read back (300)")
@@ -135,6 +169,7 @@ def main() -> None:
         count = sum(int(batch["s2_t"].shape[0]) for batch in dataset)
         seconds = time.perf_counter() - start
         print(f"TFRecord reading+parse  {count / seconds:7.1f} samples/s   peak RSS {peak_rss_mib():6.0f} MiB")
+        end_to_end(root / "end_to_end", args.samples)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from decloud.sampling.tfrecords import (
     iterate_numpy,
     make_dataset,
     read_metadata,
+    serialize_tensor,
     shard_paths,
 )
 
@@ -37,6 +38,23 @@ def test_keys_are_built_and_split_unambiguously():
         keys.key(keys.S2, "t-1")
     with pytest.raises(InvalidArgumentError):
         keys.key(keys.DEM, "t")
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(24, dtype=np.uint16).reshape(2, 3, 4),
+        np.arange(6, dtype=np.int16).reshape(2, 3) - 3,
+        np.float64(1.5e9),
+        np.int32(7),
+        np.array(b"T31TEJ"),
+        np.zeros((0, 3), np.float32),
+    ],
+)
+def test_serialized_tensors_are_those_of_tensorflow(array):
+    import tensorflow as tf
+
+    assert serialize_tensor(np.asarray(array)) == tf.io.serialize_tensor(array).numpy()
 
 
 def sample(index: int) -> dict[str, np.ndarray]:

@@ -118,14 +118,26 @@ class RecordsWriter(AbstractContextManager):
         return self._atomic.__exit__(kind, value, traceback)
 
 
+def serialize_tensor(array: np.ndarray) -> bytes:
+    """The bytes of ``tf.io.serialize_tensor(array)`` (a serialized TensorProto), built directly from the
+    array's buffer: ``tf.make_tensor_proto`` copies element by element for some types (uint16), which
+    made writing 30 times slower."""
+    tf = _tensorflow()
+    if array.dtype.kind in "SUO":
+        return tf.make_tensor_proto(array).SerializeToString()
+    little_endian = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    proto = tf.make_tensor_proto(np.zeros(0, dtype=array.dtype))
+    proto.tensor_shape.CopyFrom(tf.TensorShape(array.shape).as_proto())
+    proto.tensor_content = little_endian.tobytes()
+    return proto.SerializeToString()
+
+
 def serialize_sample(sample: Mapping[str, np.ndarray]) -> bytes:
     """One ``tf.train.Example`` with a serialized tensor per key (keys in sorted order, so that the
     same sample always gives the same bytes)."""
     tf = _tensorflow()
     features = {
-        name: tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[tf.make_tensor_proto(np.asarray(sample[name])).SerializeToString()])
-        )
+        name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[serialize_tensor(np.asarray(sample[name]))]))
         for name in sorted(sample)
     }
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
