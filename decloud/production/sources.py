@@ -36,6 +36,8 @@ class TileSource(ABC):
 
     #: key -> scale (1: reference 10 m grid, 2: 20 m grid)
     keys: dict[str, int]
+    #: keys used by the engine itself (e.g. a clear-sky mask), not fed to the model
+    auxiliary: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._stack = ExitStack()

@@ -32,11 +32,12 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 
+from decloud.core import keys
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.progress import progress
 from decloud.core.raster import BLOCK_SIZE, Grid, create_geotiff, gdal_environment, geotiff_profile
-from decloud.preprocessing.constants import S2_NODATA
+from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.production.backends import ModelBackend
 from decloud.production.sources import TileSource
 
@@ -46,25 +47,45 @@ log = logging.getLogger(__name__)
 TILES_IN_FLIGHT = 2
 #: Model outputs are written as int16 in prepared units; -10000 is kept for no-data.
 OUTPUT_RANGE = (S2_NODATA + 1, np.iinfo(np.int16).max)
+#: No-data of the prepared inputs written as intermediate files, by type.
+INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
+
+
+def scaled_grid(reference: Grid, scale: float) -> Grid:
+    """The grid whose pixel is ``scale`` reference pixels, with the reference's origin."""
+    return Grid(
+        reference.crs,
+        reference.transform @ Affine.scale(scale),
+        math.ceil(reference.width / scale),
+        math.ceil(reference.height / scale),
+    )
 
 
 @dataclass(frozen=True)
 class OutputSpec:
     """One model output written to one GeoTIFF. ``scale`` is the output pixel size in reference pixels:
-    1 for a 10 m output, 2 for a 20 m output, 0.5 for a x2 super-resolution."""
+    1 for a 10 m output, 2 for a 20 m output, 0.5 for a x2 super-resolution.
+
+    With ``keep_input`` (an input key at the output's scale) and ``clear_key`` (an auxiliary key, 1 where
+    the input is clear), clear valid pixels of the input are kept and only the others are estimated."""
 
     name: str
     path: Path
     descriptions: Sequence[str]
     scale: float = 1
+    keep_input: str | None = None
+    clear_key: str | None = None
 
-    def grid(self, reference: Grid) -> Grid:
-        return Grid(
-            reference.crs,
-            reference.transform @ Affine.scale(self.scale),
-            math.ceil(reference.width / self.scale),
-            math.ceil(reference.height / self.scale),
-        )
+
+@dataclass(frozen=True)
+class _Destination:
+    """A GeoTIFF the engine writes: a model output, or a dump of a prepared input."""
+
+    path: Path
+    scale: float
+    descriptions: Sequence[str]
+    dtype: str
+    nodata: float
 
 
 @dataclass(frozen=True)
@@ -78,8 +99,7 @@ class Tile:
 @dataclass
 class _TileResult:
     tile: Tile
-    outputs: dict[str, np.ndarray] | None  #: None when the tile has no valid pixel
-    valid: np.ndarray
+    arrays: dict[Path, np.ndarray]  #: destination -> (rows, cols, bands) values, ready to write
 
 
 def _scales(sources: Sequence[TileSource]) -> set[int]:
@@ -141,7 +161,9 @@ def _resample_mask(valid: np.ndarray, factor: float, shape: tuple[int, int]) -> 
 class StreamingEngine:
     """Runs ``model`` over the reference grid, feeding it the ``sources``' keys, writing ``outputs``.
 
-    ``required`` names the keys whose no-data makes an output pixel no-data (all keys by default).
+    ``required`` names the keys whose no-data makes an output pixel no-data (all model inputs by default).
+    ``intermediate`` maps input keys to GeoTIFFs where the prepared inputs are written too (to inspect
+    what the model was fed).
     """
 
     def __init__(
@@ -156,14 +178,27 @@ class StreamingEngine:
         required: Collection[str] | None = None,
         size_multiple: int = 1,
         model_name: str = "model",
+        intermediate: dict[str, Path] | None = None,
     ) -> None:
         self.model, self.sources, self.reference, self.outputs = model, list(sources), reference, list(outputs)
         self.keys = {key: scale for source in self.sources for key, scale in source.keys.items()}
-        self.required = set(self.keys if required is None else required)
-        unknown = self.required - set(self.keys)
-        if unknown:
-            raise InvalidArgumentError(f"required keys {sorted(unknown)} are not fed by any source")
-        model.check(list(self.keys), [output.name for output in self.outputs], model_name)
+        auxiliary = set().union(*(source.auxiliary for source in self.sources))
+        self.model_keys = [key for key in self.keys if key not in auxiliary]
+        self.required = set(self.model_keys if required is None else required)
+        self.intermediate = dict(intermediate or {})
+        for what, names in (("required", self.required), ("intermediate", self.intermediate)):
+            unknown = set(names) - set(self.keys)
+            if unknown:
+                raise InvalidArgumentError(f"{what} keys {sorted(unknown)} are not fed by any source")
+        for output in self.outputs:
+            if output.keep_input and (
+                self.keys.get(output.keep_input) != output.scale or output.clear_key not in auxiliary
+            ):
+                raise InvalidArgumentError(
+                    f"output {output.name} keeps {output.keep_input}: it needs that input at its scale and an "
+                    f"auxiliary clear mask ({output.clear_key})"
+                )
+        model.check(self.model_keys, [output.name for output in self.outputs], model_name)
         step = tiling_step(self.sources, self.outputs, size_multiple)
         for name, value in (("tile size", tile_size), ("margin (pad)", pad)):
             if value < 0 or value % step or (name == "tile size" and value == 0):
@@ -171,48 +206,74 @@ class StreamingEngine:
         # A small image needs no tile larger than itself (rounded up to the step).
         self.tile_size = min(tile_size, -(-max(reference.height, reference.width) // step) * step)
         self.pad = pad
+        self.destinations = {
+            output.name: _Destination(output.path, output.scale, output.descriptions, "int16", S2_NODATA)
+            for output in self.outputs
+        }
+        for key, path in self.intermediate.items():
+            spec = keys.spec_of(key)
+            names = [f"{key} band {band}" for band in range(1, (spec.channels or 1) + 1)]
+            self.destinations[key] = _Destination(path, self.keys[key], names, spec.dtype, INPUT_NODATA[spec.dtype])
 
-    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Model inputs (1, n, n, channels) float32 of a tile with its margins, and the validity of its core
-        pixels on the reference grid."""
+    def _core(self, array: np.ndarray, tile: Tile, scale: float) -> np.ndarray:
+        """The part of a padded tile array (rows, cols, ...) at ``scale`` that covers the tile itself."""
+        margin = int(self.pad / scale)
+        return array[margin : margin + math.ceil(tile.height / scale), margin : margin + math.ceil(tile.width / scale)]
+
+    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        """Inputs (1, n, n, channels) float32 of a tile with its margins, the validity of each key over the
+        tile, and the validity of the tile's pixels on the reference grid (all required keys valid)."""
         size = self.tile_size + 2 * self.pad
-        inputs, valid = {}, np.ones((tile.height, tile.width), dtype=bool)
+        inputs, key_valid, valid = {}, {}, np.ones((tile.height, tile.width), dtype=bool)
         for source in self.sources:
-            for key, (values, key_valid) in _mirror_read(
-                source, tile.row - self.pad, tile.col - self.pad, size
-            ).items():
+            corner = (tile.row - self.pad, tile.col - self.pad)
+            for key, (values, mask) in _mirror_read(source, *corner, size).items():
+                scale = self.keys[key]
                 inputs[key] = values[np.newaxis]
+                key_valid[key] = self._core(mask, tile, scale)
                 if key in self.required:
-                    scale = self.keys[key]
-                    core = key_valid[self.pad // scale :, self.pad // scale :]
-                    valid &= _resample_mask(core, 1 / scale, valid.shape)
-        return inputs, valid
+                    valid &= _resample_mask(key_valid[key], 1 / scale, valid.shape)
+        return inputs, key_valid, valid
 
-    def compute(self, tile: Tile, inputs: dict[str, np.ndarray], valid: np.ndarray) -> _TileResult:
-        if not valid.any():
-            return _TileResult(tile, None, valid)
-        results = self.model.run(inputs, [output.name for output in self.outputs])
-        cropped = {}
+    def compute(self, tile: Tile, inputs: dict, key_valid: dict, valid: np.ndarray) -> _TileResult:
+        """The arrays to write for a tile: model outputs (no-data where invalid), and intermediate inputs."""
+        arrays = {}
+        if valid.any():
+            results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
-            margin = int(self.pad / output.scale)
-            rows, cols = math.ceil(tile.height / output.scale), math.ceil(tile.width / output.scale)
-            array = results[output.name][0, margin : margin + rows, margin : margin + cols]
-            if array.shape[:2] != (rows, cols):
+            destination = self.destinations[output.name]
+            shape = (math.ceil(tile.height / output.scale), math.ceil(tile.width / output.scale))
+            output_valid = _resample_mask(valid, output.scale, shape)
+            if not valid.any():
+                arrays[destination.path] = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
+                continue
+            estimate = self._core(results[output.name][0], tile, output.scale)
+            if estimate.shape[:2] != shape:
                 raise InvalidArgumentError(
                     f"output {output.name} is {results[output.name].shape[1:3]} for an input of "
                     f"{self.tile_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
                 )
-            cropped[output.name] = array
-        return _TileResult(tile, cropped, valid)
+            estimate = np.clip(np.rint(estimate), *OUTPUT_RANGE)
+            if output.keep_input:
+                kept = self._core(inputs[output.keep_input][0], tile, output.scale)
+                clear = self._core(inputs[output.clear_key][0, ..., 0], tile, 1) > 0.5
+                keep = _resample_mask(clear, output.scale, shape) & key_valid[output.keep_input]
+                estimate = np.where(keep[..., np.newaxis], kept, estimate)
+            arrays[destination.path] = np.where(output_valid[..., np.newaxis], estimate, S2_NODATA).astype(np.int16)
+        for key in self.intermediate:
+            destination = self.destinations[key]
+            values = self._core(inputs[key][0], tile, destination.scale)
+            fill = np.where(key_valid[key][..., np.newaxis], values, destination.nodata)
+            arrays[destination.path] = fill.astype(destination.dtype)
+        return _TileResult(tile, arrays)
 
-    def _prepared_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple[Tile, dict, np.ndarray]]:
+    def _prepared_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple]:
         """Tiles with their inputs, read ahead of the computation, in order, by one thread (the sources'
         datasets are not thread-safe)."""
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = deque()
-            remaining = iter(tiles)
             try:
-                for tile in remaining:
+                for tile in tiles:
                     pending.append((tile, pool.submit(self.prepare, tile)))
                     if len(pending) > TILES_IN_FLIGHT:
                         ready, future = pending.popleft()
@@ -225,35 +286,36 @@ class StreamingEngine:
                     future.cancel()
 
     def run(self, *, cog: bool = False) -> list[Path]:
-        """Compute and write every output; return their paths."""
+        """Compute and write every destination; return the outputs' paths."""
         tiles = tiles_of(self.reference, self.tile_size)
         with gdal_environment(), ExitStack() as stack:
             datasets, conversions = {}, []
-            for output in self.outputs:
-                grid = output.grid(self.reference)
-                destination = stack.enter_context(atomic_file(output.path))
-                written = destination
+            for destination in self.destinations.values():
+                grid = scaled_grid(self.reference, destination.scale)
+                target = stack.enter_context(atomic_file(destination.path))
+                written = target
                 if cog:  # streamed into a plain tiled GeoTIFF, then copied as a COG with overviews
-                    written = destination.with_name(destination.name + ".stream.tif")
+                    written = target.with_name(target.name + ".stream.tif")
                     stack.callback(written.unlink, missing_ok=True)
-                    conversions.append((written, destination))
+                    conversions.append((written, target))
                 profile = geotiff_profile(
                     width=grid.width,
                     height=grid.height,
-                    count=len(output.descriptions),
-                    dtype="int16",
+                    count=len(destination.descriptions),
+                    dtype=destination.dtype,
                     crs=grid.crs,
                     transform=grid.transform,
-                    nodata=S2_NODATA,
+                    nodata=destination.nodata,
                 )
-                datasets[output.name] = create_geotiff(written, profile, output.descriptions)
-                stack.callback(datasets[output.name].close)
+                dataset = create_geotiff(written, profile, destination.descriptions)
+                stack.callback(dataset.close)
+                datasets[destination.path] = (dataset, destination.scale)
             self._stream(tiles, datasets)
-            for dataset in datasets.values():
+            for dataset, _ in datasets.values():
                 dataset.close()
-            for written, destination in conversions:
+            for written, target in conversions:
                 rasterio.shutil.copy(
-                    written, destination, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
+                    written, target, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
                 )
         log.info("wrote %s", ", ".join(str(output.path) for output in self.outputs))
         return [output.path for output in self.outputs]
@@ -265,7 +327,7 @@ class StreamingEngine:
         def write_results() -> None:
             try:
                 while (result := results.get()) is not None:
-                    self._write(result, datasets)
+                    _write(result, datasets)
             except BaseException as error:  # handed over to the main thread, which re-raises it
                 failure.append(error)
                 while results.get() is not None:  # keep draining so that the producer never blocks
@@ -274,29 +336,23 @@ class StreamingEngine:
         writer = threading.Thread(target=write_results, name="decloud-writer")
         writer.start()
         try:
-            for tile, inputs, valid in progress(
-                self._prepared_tiles(tiles), desc="inference", total=len(tiles), unit="tile"
-            ):
+            prepared = progress(self._prepared_tiles(tiles), desc="inference", total=len(tiles), unit="tile")
+            for tile, inputs, key_valid, valid in prepared:
                 if failure:
                     break
-                results.put(self.compute(tile, inputs, valid))
+                results.put(self.compute(tile, inputs, key_valid, valid))
         finally:
             results.put(None)
             writer.join()
         if failure:
             raise failure[0]
 
-    def _write(self, result: _TileResult, datasets: dict) -> None:
-        tile = result.tile
-        for output in self.outputs:
-            dataset = datasets[output.name]
-            row, col = int(tile.row / output.scale), int(tile.col / output.scale)
-            rows = min(math.ceil(tile.height / output.scale), dataset.height - row)
-            cols = min(math.ceil(tile.width / output.scale), dataset.width - col)
-            valid = _resample_mask(result.valid, output.scale, (rows, cols))
-            if result.outputs is None:
-                values = np.full((rows, cols, dataset.count), S2_NODATA, dtype=np.int16)
-            else:
-                array = np.clip(np.rint(result.outputs[output.name][:rows, :cols]), *OUTPUT_RANGE)
-                values = np.where(valid[..., np.newaxis], array, S2_NODATA).astype(np.int16)
-            dataset.write(np.moveaxis(values, -1, 0), window=Window(col, row, cols, rows))
+
+def _write(result: _TileResult, datasets: dict) -> None:
+    """Write a tile's arrays, each clipped to its GeoTIFF."""
+    tile = result.tile
+    for path, array in result.arrays.items():
+        dataset, scale = datasets[path]
+        row, col = int(tile.row / scale), int(tile.col / scale)
+        rows, cols = min(array.shape[0], dataset.height - row), min(array.shape[1], dataset.width - col)
+        dataset.write(np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))
