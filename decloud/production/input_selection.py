@@ -116,14 +116,7 @@ def select_pairs(
 
 
 class _ProductsSource(TileSource):
-    """Opens prepared products aligned on the reference grid."""
-
-    def __init__(self, reference: Grid) -> None:
-        super().__init__()
-        self.reference = reference
-
-    def shape(self, scale: int) -> tuple[int, int]:
-        return -(-self.reference.height // scale), -(-self.reference.width // scale)
+    """Reads stacks of prepared Sentinel-2 products."""
 
     def _read_s2(self, datasets, window: Window) -> tuple[np.ndarray, np.ndarray]:
         data = [read_raster(dataset, window, S2_NODATA) for dataset in datasets]
@@ -159,10 +152,10 @@ class PairSelectionSource(_ProductsSource):
         self.s2_times = [product.acquired.timestamp() for product in s2_products]
         self.s1_times = [image.acquired.timestamp() for image in s1_images or []]
         try:
-            self.s2 = [self._open_aligned(p.bands_10m, reference, 1) for p in s2_products]
-            self.clm = [self._open_aligned(p.cloud_mask, reference, 1) for p in s2_products]
-            self.s2_20m = [self._open_aligned(p.bands_20m, reference, 2) for p in s2_products] if with_20m_bands else []
-            self.s1 = None if s1_images is None else [self._open_aligned(i.path, reference, 1) for i in s1_images]
+            self.s2 = [self._open_aligned(p.bands_10m, 1) for p in s2_products]
+            self.clm = [self._open_aligned(p.cloud_mask, 1) for p in s2_products]
+            self.s2_20m = [self._open_aligned(p.bands_20m, 2) for p in s2_products] if with_20m_bands else []
+            self.s1 = None if s1_images is None else [self._open_aligned(i.path, 1) for i in s1_images]
         except BaseException:
             self._stack.close()
             raise
@@ -202,7 +195,7 @@ class S1MosaicSource(_ProductsSource):
         self.target = target.timestamp()
         self.times = [image.acquired.timestamp() for image in images]
         try:
-            self.datasets = [self._open_aligned(image.path, reference, 1) for image in images]
+            self.datasets = [self._open_aligned(image.path, 1) for image in images]
         except BaseException:
             self._stack.close()
             raise
@@ -224,7 +217,7 @@ class ClearMaskSource(_ProductsSource):
         self.keys = {key: 1}
         self.auxiliary = frozenset(self.keys)
         try:
-            self.dataset = self._open_aligned(product.cloud_mask, reference, 1)
+            self.dataset = self._open_aligned(product.cloud_mask, 1)
         except BaseException:
             self._stack.close()
             raise

@@ -32,15 +32,21 @@ class KeyData:
 
 
 class TileSource(ABC):
-    """Provides model inputs over windows of the reference grid; use as a context manager."""
+    """Provides model inputs over windows of the reference grid; use as a context manager.
+
+    The reference may be a part of the rasters (a subset of a tile): the source knows where the reference
+    origin lies in its rasters, so that margins read real pixels wherever the rasters have them.
+    """
 
     #: key -> scale (1: reference 10 m grid, 2: 20 m grid)
     keys: dict[str, int]
     #: keys used by the engine itself (e.g. a clear-sky mask), not fed to the model
     auxiliary: frozenset[str] = frozenset()
 
-    def __init__(self) -> None:
+    def __init__(self, reference: Grid) -> None:
+        self.reference = reference
         self._stack = ExitStack()
+        self._extents: dict[int, tuple[int, int, int, int]] = {}
 
     def __enter__(self) -> TileSource:
         return self
@@ -48,30 +54,47 @@ class TileSource(ABC):
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
 
-    def _open_aligned(self, path: str | os.PathLike[str], reference: Grid, scale: int) -> DatasetReader:
-        """Open a raster that must lie on the reference grid scaled by ``scale``; the error names it."""
+    def _open_aligned(self, path: str | os.PathLike[str], scale: int) -> DatasetReader:
+        """Open a raster that must lie on the reference grid scaled by ``scale`` and cover the reference;
+        the error names it. All the rasters of a scale must share their grid."""
         dataset = self._stack.enter_context(open_raster(path))
-        expected = reference.transform @ Affine.scale(scale)
-        if dataset.crs != reference.crs or not dataset.transform.almost_equals(expected, precision=1e-6):
+        expected = self.reference.transform @ Affine.scale(scale)
+        transform = dataset.transform
+        col, row = ~transform @ (expected.c, expected.f)
+        aligned = (
+            dataset.crs == self.reference.crs
+            and transform.almost_equals(Affine(expected.a, 0, transform.c, 0, expected.e, transform.f), precision=1e-6)
+            and abs(col - round(col)) < 1e-6
+            and abs(row - round(row)) < 1e-6
+        )
+        if not aligned:
             raise GridMismatchError(
                 f"{dataset.name} is not on the {10 * scale} m grid of the reference image: "
-                f"{Grid.of(dataset).describe()}, expected CRS {reference.crs}, pixel {expected.a:g} m, "
-                f"origin ({expected.c:.3f}, {expected.f:.3f})"
+                f"{Grid.of(dataset).describe()}, expected CRS {self.reference.crs}, pixel {expected.a:g} m, "
+                f"origin on the grid of ({expected.c:.3f}, {expected.f:.3f})"
             )
-        rows, cols = -(-reference.height // scale), -(-reference.width // scale)
-        if abs(dataset.height - rows) > 1 or abs(dataset.width - cols) > 1:
+        extent = (round(row), round(col), dataset.height, dataset.width)
+        rows, cols = -(-self.reference.height // scale), -(-self.reference.width // scale)
+        if (
+            extent[0] < 0
+            or extent[1] < 0
+            or extent[0] + rows > dataset.height + 1
+            or extent[1] + cols > dataset.width + 1
+        ):
+            raise GridMismatchError(f"{dataset.name} does not cover the reference area ({self.reference.describe()})")
+        if self._extents.setdefault(scale, extent) != extent:
             raise GridMismatchError(
-                f"{dataset.name} is {dataset.height}x{dataset.width} pixels, the reference grid needs {rows}x{cols}"
+                f"{dataset.name} is not on the grid of the other {10 * scale} m rasters given with it"
             )
         return dataset
 
-    @abstractmethod
-    def shape(self, scale: int) -> tuple[int, int]:
-        """(rows, cols) of the source's grid at ``scale``."""
+    def extent(self, scale: int) -> tuple[int, int, int, int]:
+        """(row, col) of the reference origin in the rasters of ``scale``, and their (rows, cols)."""
+        return self._extents[scale]
 
     @abstractmethod
     def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
-        """Every key over the window of its scale (windows lie inside the grids)."""
+        """Every key over the window of its scale, in raster coordinates (windows lie inside the rasters)."""
 
 
 def read_raster(dataset: DatasetReader, window: Window, nodata: float | None) -> KeyData:
@@ -86,18 +109,15 @@ class RasterSource(TileSource):
 
     def __init__(self, key: str, path: str | os.PathLike[str], reference: Grid, *, scale: int = 1,
                  nodata: float | None = None) -> None:  # fmt: skip
-        super().__init__()
+        super().__init__(reference)
         self.keys = {key: scale}
         self.path = Path(path)
         self.nodata = nodata
         try:
-            self.dataset = self._open_aligned(path, reference, scale)
+            self.dataset = self._open_aligned(path, scale)
         except BaseException:
             self._stack.close()
             raise
-
-    def shape(self, scale: int) -> tuple[int, int]:
-        return self.dataset.height, self.dataset.width
 
     def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
         ((key, scale),) = self.keys.items()

@@ -126,11 +126,11 @@ def tiles_of(reference: Grid, tile_size: int) -> list[Tile]:
 
 def _mirror_read(source: TileSource, row: int, col: int, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The source's keys over the square window (row, col, size) of the reference grid, each at its scale,
-    with the parts outside the image mirrored."""
+    with the parts outside the rasters mirrored."""
     windows, pads = {}, {}
     for scale in set(source.keys.values()):
-        rows, cols = source.shape(scale)
-        top, left, length = row // scale, col // scale, size // scale
+        row_offset, col_offset, rows, cols = source.extent(scale)
+        top, left, length = row // scale + row_offset, col // scale + col_offset, size // scale
         r0, c0 = max(top, 0), max(left, 0)
         r1, c1 = min(top + length, rows), min(left + length, cols)
         windows[scale] = Window(c0, r0, c1 - c0, r1 - r0)
