@@ -161,7 +161,8 @@ def _resample_mask(valid: np.ndarray, factor: float, shape: tuple[int, int]) -> 
 class StreamingEngine:
     """Runs ``model`` over the reference grid, feeding it the ``sources``' keys, writing ``outputs``.
 
-    ``required`` names the keys whose no-data makes an output pixel no-data (all model inputs by default).
+    ``required`` names the keys whose no-data makes an output pixel no-data (all model inputs by default);
+    with ``any_of``, a pixel is also no-data where all of those keys are.
     ``intermediate`` maps input keys to GeoTIFFs where the prepared inputs are written too (to inspect
     what the model was fed).
     """
@@ -179,14 +180,16 @@ class StreamingEngine:
         size_multiple: int = 1,
         model_name: str = "model",
         intermediate: dict[str, Path] | None = None,
+        any_of: Collection[str] = (),
     ) -> None:
         self.model, self.sources, self.reference, self.outputs = model, list(sources), reference, list(outputs)
         self.keys = {key: scale for source in self.sources for key, scale in source.keys.items()}
         auxiliary = set().union(*(source.auxiliary for source in self.sources))
         self.model_keys = [key for key in self.keys if key not in auxiliary]
         self.required = set(self.model_keys if required is None else required)
+        self.any_of = set(any_of)
         self.intermediate = dict(intermediate or {})
-        for what, names in (("required", self.required), ("intermediate", self.intermediate)):
+        for what, names in (("required", self.required), ("any_of", self.any_of), ("intermediate", self.intermediate)):
             unknown = set(names) - set(self.keys)
             if unknown:
                 raise InvalidArgumentError(f"{what} keys {sorted(unknown)} are not fed by any source")
@@ -224,7 +227,9 @@ class StreamingEngine:
         """Inputs (1, n, n, channels) float32 of a tile with its margins, the validity of each key over the
         tile, and the validity of the tile's pixels on the reference grid (all required keys valid)."""
         size = self.tile_size + 2 * self.pad
-        inputs, key_valid, valid = {}, {}, np.ones((tile.height, tile.width), dtype=bool)
+        inputs, key_valid = {}, {}
+        valid = np.ones((tile.height, tile.width), dtype=bool)
+        any_valid = np.zeros_like(valid) if self.any_of else np.ones_like(valid)
         for source in self.sources:
             corner = (tile.row - self.pad, tile.col - self.pad)
             for key, (values, mask) in _mirror_read(source, *corner, size).items():
@@ -233,7 +238,9 @@ class StreamingEngine:
                 key_valid[key] = self._core(mask, tile, scale)
                 if key in self.required:
                     valid &= _resample_mask(key_valid[key], 1 / scale, valid.shape)
-        return inputs, key_valid, valid
+                if key in self.any_of:
+                    any_valid |= _resample_mask(key_valid[key], 1 / scale, valid.shape)
+        return inputs, key_valid, valid & any_valid
 
     def compute(self, tile: Tile, inputs: dict, key_valid: dict, valid: np.ndarray) -> _TileResult:
         """The arrays to write for a tile: model outputs (no-data where invalid), and intermediate inputs."""

@@ -1,0 +1,174 @@
+"""Reconstruct every Sentinel-2 product of a period, each with the inputs found among the tile's other
+prepared products: the time-series mode of the CRGA and Meraner processors.
+
+For a target date, the CRGA inputs are the ``candidates`` closest products before it (and after it for
+OS2 models, which the model's inputs tell), paired per pixel with the S1 images within ``--maxgap`` hours,
+and the S1 images within ``--maxgap`` hours of the target. A date lacking any of them is reported and
+skipped. Outputs already written are kept unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
+from decloud.core.progress import progress
+from decloud.preprocessing.constants import S1_SUFFIX_VVVH
+from decloud.preprocessing.outputs import is_complete
+from decloud.production.input_selection import s1_image, s2_product
+from decloud.production.processors import (
+    InferenceOptions,
+    LoadedModel,
+    add_inference_flags,
+    crga_sources,
+    inference_options,
+    meraner_sources,
+    reconstruct,
+    reference_grid,
+    s1_near,
+)
+from decloud.sampling.catalog import S1Image, S2Product
+
+log = logging.getLogger(__name__)
+
+#: Processor kinds and their model families' names.
+KINDS = {"crga": "CRGA", "meraner": "Meraner"}
+OUTPUT_SUFFIX_10M = "_reconstructed_FRE_10m.tif"
+OUTPUT_SUFFIX_20M = "_reconstructed_FRE_20m.tif"
+
+
+@dataclass(frozen=True)
+class Period:
+    """Dates [start, end] (both included; None: unbounded), and an optional area (ulx, uly, lrx, lry)."""
+
+    start: date | None = None
+    end: date | None = None
+    area: tuple[float, float, float, float] | None = None
+
+    def contains(self, moment: datetime) -> bool:
+        day = moment.date()
+        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
+
+
+def series_products(s2_dir: Path) -> list[S2Product]:
+    if not s2_dir.is_dir():
+        raise InputNotFoundError(s2_dir, "folder of prepared Sentinel-2 products")
+    return sorted((s2_product(p) for p in s2_dir.iterdir() if is_complete(p)), key=lambda p: p.acquired)
+
+
+def series_s1(s1_dir: Path) -> list[S1Image]:
+    if not s1_dir.is_dir():
+        raise InputNotFoundError(s1_dir, "folder of prepared Sentinel-1 images")
+    return sorted((s1_image(p) for p in s1_dir.glob(f"*{S1_SUFFIX_VVVH}")), key=lambda i: i.acquired)
+
+
+def reconstruct_series(
+    kind: str,
+    s2_dir: Path,
+    s1_dir: Path,
+    dem: Path | None,
+    model_path: Path,
+    out_dir: Path,
+    options: InferenceOptions,
+    period: Period = Period(),
+    *,
+    overwrite: bool = False,
+    candidates: int = 3,
+) -> list[Path]:
+    """Reconstruct every product of ``s2_dir`` in ``period``; return the 10 m outputs written."""
+    if kind not in KINDS:
+        raise InvalidArgumentError(f"unknown processor kind {kind!r} (known: {', '.join(KINDS)})")
+    products, s1_images = series_products(s2_dir), series_s1(s1_dir)
+    targets = [product for product in products if period.contains(product.acquired)]
+    if not targets:
+        raise InvalidArgumentError(
+            f"no prepared Sentinel-2 product in {s2_dir} between {period.start or 'the start'} and "
+            f"{period.end or 'the end'} ({len(products)} products in the folder)"
+        )
+    model = LoadedModel.load(model_path)
+    with_tp1 = model.uses("s2_tp1")
+    gap = timedelta(hours=options.max_gap_hours)
+    written, kept, skipped = [], [], []
+    for target in progress(targets, desc="time series", unit="date"):
+        output = out_dir / f"{target.name}{OUTPUT_SUFFIX_10M}"
+        output_20m = out_dir / f"{target.name}{OUTPUT_SUFFIX_20M}" if options.with_20m_bands else None
+        if output.exists() and not overwrite:
+            log.info("%s exists, kept (--overwrite to redo it)", output)
+            kept.append(output)
+            continue
+        s1_at_target = s1_near(s1_images, target.acquired, options.max_gap_hours)
+        before = [p for p in products if p.acquired < target.acquired][-candidates:]
+        after = [p for p in products if p.acquired > target.acquired][:candidates]
+        lacking = [what for what, missing in (
+            ("an S1 image within the gap of the date", not s1_at_target),
+            ("an earlier S2 product", kind == "crga" and not before),
+            ("a later S2 product", kind == "crga" and with_tp1 and not after),
+        ) if missing]  # fmt: skip
+        if lacking:
+            log.warning("%s skipped: no %s", target.name, " and no ".join(lacking))
+            skipped.append(target.name)
+            continue
+
+        def s1_around(group: list[S2Product]) -> list[S1Image]:
+            return [i for i in s1_images if group[0].acquired - gap <= i.acquired <= group[-1].acquired + gap]
+
+        reference = reference_grid(target, period.area)
+        with ExitStack() as stack:
+            if kind == "crga":
+                pair_after = (after, s1_around(after)) if with_tp1 else None
+                sources = crga_sources(
+                    stack, target, (before, s1_around(before)), s1_at_target, pair_after, dem, reference, options
+                )
+            else:
+                sources = meraner_sources(stack, target, s1_at_target, dem, reference, options)
+            reconstruct(model, sources, reference, output, output_20m, options)
+        written.append(output)
+    log.info("%d reconstructed, %d kept, %d skipped (%s)", len(written), len(kept), len(skipped), ", ".join(skipped))
+    if not written and not kept:
+        raise DecloudError(f"no date of the period could be reconstructed: {len(skipped)} skipped for lack of inputs")
+    return written
+
+
+def _day(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).date()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from error
+
+
+def build_parser(kind: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"decloud {kind}-timeseries-processor",
+        description=f"Reconstruct every Sentinel-2 product of a period with a {KINDS[kind]} model, "
+        "finding each date's inputs among the tile's prepared products.",
+    )
+    parser.add_argument("--s2_dir", type=Path, required=True, help="tile folder of prepared S2 products")
+    parser.add_argument("--s1_dir", type=Path, required=True, help="tile folder of prepared S1 images")
+    parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
+    parser.add_argument("--model", type=Path, required=True, help="SavedModel folder or .onnx file")
+    parser.add_argument("--out_dir", type=Path, required=True, help="folder of the reconstructed images")
+    parser.add_argument("--start", type=_day, help="first date, YYYY-MM-DD (included)")
+    parser.add_argument("--end", type=_day, help="last date, YYYY-MM-DD (included)")
+    for name in ("ulx", "uly", "lrx", "lry"):
+        parser.add_argument(f"--{name}", type=float, help="area to process, in the tile's CRS (all four, or none)")
+    parser.add_argument("--overwrite", action="store_true", help="redo the dates already reconstructed")
+    if kind == "crga":
+        parser.add_argument("--candidates", type=int, default=3, help="S2 dates tried before/after each date (3)")
+    add_inference_flags(parser)
+    return parser
+
+
+def run(kind: str, args: argparse.Namespace) -> None:
+    corners = (args.ulx, args.uly, args.lrx, args.lry)
+    if any(c is not None for c in corners) and not all(c is not None for c in corners):
+        raise InvalidArgumentError("give all of --ulx --uly --lrx --lry, or none")
+    area = corners if corners[0] is not None else None
+    reconstruct_series(
+        kind, args.s2_dir, args.s1_dir, args.dem, args.model, args.out_dir, inference_options(args),
+        Period(args.start, args.end, area), overwrite=args.overwrite, candidates=getattr(args, "candidates", 3),
+    )  # fmt: skip
