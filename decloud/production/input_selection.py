@@ -57,17 +57,18 @@ def by_closeness(times: Sequence[float], target: float) -> list[int]:
 
 def first_valid(valid: np.ndarray) -> np.ndarray:
     """For a (n, rows, cols) stack of validity, the index of the first valid layer per pixel, -1 if none."""
-    if not len(valid):
-        return np.full(valid.shape[1:], -1, dtype=np.int32)
-    return np.where(valid.any(axis=0), valid.argmax(axis=0), -1).astype(np.int32)
+    chosen = np.full(valid.shape[1:], -1, dtype=np.int32)
+    for index in reversed(range(len(valid))):  # a few layers: cheaper than argmax over a stacked axis
+        chosen[valid[index]] = index
+    return chosen
 
 
 def take(stack: np.ndarray, index: np.ndarray, fill: float) -> np.ndarray:
     """Per pixel, layer ``index`` of a (n, rows, cols, channels) stack; ``fill`` where index is -1."""
-    if not len(stack):
-        return np.full((*index.shape, stack.shape[-1]), fill, dtype=stack.dtype)
-    picked = np.take_along_axis(stack, np.maximum(index, 0)[np.newaxis, ..., np.newaxis], axis=0)[0]
-    return np.where(index[..., np.newaxis] >= 0, picked, fill)
+    picked = np.full((*index.shape, stack.shape[-1]), fill, dtype=stack.dtype)
+    for layer in range(len(stack)):
+        np.copyto(picked, stack[layer], where=(index == layer)[..., np.newaxis])
+    return picked
 
 
 def mosaic(s1_values: np.ndarray, s1_valid: np.ndarray, s1_times: Sequence[float], target: float):
@@ -225,4 +226,4 @@ class ClearMaskSource(_ProductsSource):
     def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
         ((key, _),) = self.keys.items()
         clear = read_raster(self.dataset, windows[1], None).values[..., 0] == 0
-        return {key: KeyData(clear[..., np.newaxis].astype(np.float32), np.ones(clear.shape, dtype=bool))}
+        return {key: KeyData(clear[..., np.newaxis].astype(np.uint8), np.ones(clear.shape, dtype=bool))}

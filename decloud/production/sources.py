@@ -25,7 +25,8 @@ from decloud.core.raster import Grid, open_raster, read_window
 
 @dataclass(frozen=True)
 class KeyData:
-    """Values (rows, cols, channels) float32 of one key over a window, and where they are valid."""
+    """Values (rows, cols, channels) of one key over a window, in the rasters' type (the engine turns them
+    into float32 once, when it feeds the model), and where they are valid."""
 
     values: np.ndarray
     valid: np.ndarray
@@ -98,10 +99,10 @@ class TileSource(ABC):
 
 
 def read_raster(dataset: DatasetReader, window: Window, nodata: float | None) -> KeyData:
-    """A raster window as (rows, cols, bands) float32; invalid where any band equals ``nodata``."""
+    """A raster window as (rows, cols, bands); invalid where any band equals ``nodata``."""
     values = np.moveaxis(read_window(dataset, window), 0, -1)
     valid = np.ones(values.shape[:2], dtype=bool) if nodata is None else (values != nodata).all(axis=-1)
-    return KeyData(values.astype(np.float32), valid)
+    return KeyData(values, valid)
 
 
 class RasterSource(TileSource):

@@ -1,0 +1,131 @@
+"""Benchmark of the streaming inference engine with crga_os2_unet (random weights).
+
+For each size, generates and prepares the inputs of a CRGA OS2 reconstruction (3 S2 products and 6 S1
+images of size x size pixels), then, in a fresh process per size:
+  - runs the CRGA processor's engine over the whole image (read, compute, write, with margins);
+  - calls the model in memory on as many tiles of the same shape (no I/O): the pure compute;
+and prints pixels/s of both, their ratio (streamed / pure, target >= 0.87), and the peak RSS of the
+streamed run (target: at the largest size <= 1.2 x at the smallest).
+
+    python benchmarks/bench_inference.py --sizes 2048 4096 [--ts 512] [--pad 64] [--filters 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
+from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
+from decloud.testing.regions import Rect
+from decloud.testing.s1tiling import make_s1tiling_pair
+from decloud.testing.theia import make_theia_product
+
+DATE = datetime(2021, 6, 15, 10, 30, tzinfo=UTC)
+
+
+def prepare_inputs(root: Path, size: int) -> dict[str, list[Path]]:
+    s2 = {}
+    for name, days in (("before", -10), ("target", 0), ("after", 10)):
+        clouds = [Rect(size // 4, size // 4, size // 2, size // 3)] if name == "target" else []
+        raw = make_theia_product(root / "raw", acquired=DATE + timedelta(days=days), shape=(size, size), clouds=clouds)
+        s2[name] = [prepare_s2_product(raw, root / "S2")]
+    s1 = {}
+    for name, days in (("before", (-11, -9)), ("target", (-1, 1)), ("after", (9, 11))):
+        s1[name] = []
+        for day in days:
+            date = (DATE + timedelta(days=day)).replace(hour=6)
+            _, vh = make_s1tiling_pair(root / "raw_s1", acquired=date, shape=(size, size), seed=day + 20)
+            s1[name].append(prepare_s1_image(vh, root / "S1"))
+    return {f"s2_{k}": v for k, v in s2.items()} | {f"s1_{k}": v for k, v in s1.items()}
+
+
+def worker(model_path: Path, inputs_json: Path, output: Path, tile_size: int, pad: int) -> None:
+    """One streamed run and the matching pure compute, in this process; prints JSON figures."""
+    from decloud.production.input_selection import s1_image, s2_product
+    from decloud.production.processors import InferenceOptions, LoadedModel, crga_sources, reconstruct, reference_grid
+
+    inputs = {k: [Path(p) for p in v] for k, v in json.loads(inputs_json.read_text()).items()}
+    model = LoadedModel.load(model_path)
+    options = InferenceOptions(tile_size=tile_size, pad=pad)
+    target = s2_product(inputs["s2_target"][0])
+    reference = reference_grid(target)
+
+    def images(key):
+        return [s1_image(p) for p in inputs[key]]
+
+    side = tile_size + 2 * pad
+    rng = np.random.default_rng(0)
+    feed = {key: rng.uniform(0, 4000, (1, side, side, c)).astype(np.float32) for key, c in model.backend.inputs.items()}
+    model.backend.run(feed, ["s2_estim"])  # the first call traces the graph: a one-off cost, kept out of both runs
+    with ExitStack() as stack:
+        before = ([s2_product(p) for p in inputs["s2_before"]], images("s1_before"))
+        after = ([s2_product(p) for p in inputs["s2_after"]], images("s1_after"))
+        sources = crga_sources(stack, target, before, images("s1_target"), after, None, reference, options)
+        start = time.perf_counter()
+        reconstruct(model, sources, reference, output, None, options)
+        streamed = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    tiles = -(-reference.height // tile_size) * -(-reference.width // tile_size)
+    start = time.perf_counter()
+    for _ in range(tiles):
+        model.backend.run(feed, ["s2_estim"])
+    pure = time.perf_counter() - start
+    pixels = reference.height * reference.width
+    print(
+        json.dumps({"pixels": pixels, "streamed_s": streamed, "pure_s": pure, "tiles": tiles, "peak_rss_mib": peak_mib})
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
+    parser.add_argument("--ts", type=int, default=512)
+    parser.add_argument("--pad", type=int, default=64)
+    parser.add_argument("--filters", type=int, default=16, help="crga_os2_unet width (16)")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        model, inputs, output, tile_size, pad = args.worker
+        worker(Path(model), Path(inputs), Path(output), int(tile_size), int(pad))
+        return
+
+    from decloud.models.export import export_savedmodel
+    from decloud.models.registry import create_model
+
+    with tempfile.TemporaryDirectory() as workdir:
+        root = Path(workdir)
+        network = create_model("crga_os2_unet", filters=args.filters)
+        model_path = export_savedmodel(network.model(), network, root / "savedmodel")
+        print(f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, tiles {args.ts} + 2 x {args.pad}")
+        print(f"{'size':>6} {'streamed px/s':>14} {'pure px/s':>10} {'ratio':>6} {'peak RSS MiB':>13}")
+        peaks = []
+        for size in args.sizes:
+            inputs = prepare_inputs(root / str(size), size)
+            inputs_json = root / f"{size}.json"
+            inputs_json.write_text(json.dumps({k: [str(p) for p in v] for k, v in inputs.items()}))
+            command = [sys.executable, __file__, "--worker", str(model_path), str(inputs_json)]
+            command += [str(root / f"{size}.tif"), str(args.ts), str(args.pad)]
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
+            figures = json.loads(result.stdout.strip().splitlines()[-1])
+            streamed = figures["pixels"] / figures["streamed_s"]
+            pure = figures["pixels"] / figures["pure_s"]
+            peaks.append(figures["peak_rss_mib"])
+            print(f"{size:>6} {streamed:>14.0f} {pure:>10.0f} {streamed / pure:>6.2f} {figures['peak_rss_mib']:>13.0f}")
+        growth = peaks[-1] / peaks[0]
+        print(f"streamed / pure: target >= 0.87; peak RSS {args.sizes[-1]} / {args.sizes[0]}: {growth:.2f} (<= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
