@@ -14,6 +14,14 @@ COMMANDS: dict[str, str] = {
     "dem-prepare": "decloud.preprocessing.dem_prepare",
     "generate-roi-rasters": "decloud.preprocessing.generate_roi_rasters",
     "create-tfrecords": "decloud.models.create_tfrecords",
+    "crga-processor": "decloud.production.crga_processor",
+    "meraner-processor": "decloud.production.meraner_processor",
+    "monthly-synthesis-processor": "decloud.production.monthly_synthesis_processor",
+    "crga-timeseries-processor": "decloud.production.crga_timeseries_processor",
+    "meraner-timeseries-processor": "decloud.production.meraner_timeseries_processor",
+    "train": "decloud.models.train_from_tfrecords",
+    "evaluate": "decloud.models.model_evaluation",
+    "export-onnx": "decloud.models.export_onnx",
 }
 
 

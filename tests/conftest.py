@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Quiet TensorFlow's C++ start-up logs (set before any test imports it; child processes inherit it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real Sentinel data shipped beside the repository (never copied into it).

@@ -212,3 +212,22 @@ def test_cog_output_equals_the_plain_output(savedmodel, tmp_path):
         assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert b.overviews(1) and b.descriptions == a.descriptions
     assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == ["estim.tif", "estim_20m.tif"]
+
+
+def test_onnx_backend_gives_the_savedmodel_output(savedmodel, inputs, tmp_path):
+    from decloud.models.onnx_export import export_onnx
+    from decloud.production.backends import OnnxBackend
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(savedmodel, onnx_path)
+    from_savedmodel = stream(savedmodel, inputs, tmp_path / "tf", 64, 16)
+    from_onnx = stream(savedmodel, inputs, tmp_path / "onnx", 64, 16, backend=OnnxBackend(onnx_path))
+    for first, second in zip(from_savedmodel, from_onnx, strict=True):
+        a, b = read_all(first), read_all(second)
+        assert np.abs(a.astype(int) - b).max() <= 1
+        assert np.mean(a == b) > 0.99
+
+
+def read_all(path: Path) -> np.ndarray:
+    with rasterio.open(path) as dataset:
+        return dataset.read()

@@ -1,0 +1,33 @@
+"""CRGA architectures: reconstruct the image at ``t`` from S1 and S2 at ``t`` and at neighbouring dates
+(``tm1`` before; ``tp1`` after for the OS2 variants). Each date is a branch of a shared-weight encoder."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from decloud.models.registry import register
+from decloud.models.unet import MultiBranchUNet
+
+
+@register("crga_os1_unet")
+class CrgaOs1Unet(MultiBranchUNet):
+    """U-Net over the dates ``tm1`` and ``t`` (S1 + S2 each)."""
+
+    S1_ACQUISITIONS = ("tm1", "t")
+    S2_ACQUISITIONS = ("tm1", "t")
+
+
+@register("crga_os2_unet")
+class CrgaOs2Unet(MultiBranchUNet):
+    """U-Net over the dates ``tm1``, ``t`` and ``tp1`` (S1 + S2 each)."""
+
+    S1_ACQUISITIONS = ("tm1", "t", "tp1")
+    S2_ACQUISITIONS = ("tm1", "t", "tp1")
+
+
+@register("crga_os2_david")
+class CrgaOs2David(CrgaOs2Unet):
+    """The small "David" network (vs. the U-Net "Goliath"): two stride-2 levels, no skip connections."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {"depth": 2}
+    SKIPS = False

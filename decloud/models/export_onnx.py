@@ -1,0 +1,43 @@
+"""Convert a decloud SavedModel to ONNX: ``python -m decloud.models.export_onnx`` (or ``decloud export-onnx``).
+
+    decloud export-onnx --savedmodel savedmodel/ --output model.onnx
+
+Writes ``model.onnx`` and ``model.json`` (inputs, scaling, band order, size multiple, receptive field and
+the margin to use when tiling), after checking that ONNX and SavedModel agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from decloud.core.cli import run_command
+from decloud.models.onnx_export import DEFAULT_OPSET, export_onnx
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="decloud export-onnx", description="Convert a decloud SavedModel to ONNX, with a metadata JSON file."
+    )
+    parser.add_argument("--savedmodel", type=Path, required=True, help="SavedModel folder")
+    parser.add_argument("--output", type=Path, required=True, help="ONNX file to write (metadata: same name, .json)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    metadata = export_onnx(args.savedmodel, args.output, args.opset)
+    log.info("wrote %s and %s", args.output, metadata)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

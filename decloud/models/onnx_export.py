@@ -1,0 +1,123 @@
+"""SavedModel -> ONNX, with a JSON metadata file beside the ONNX model.
+
+The conversion (tf2onnx) is checked against the SavedModel on plausible inputs with onnxruntime: an export
+that lacks an output or disagrees is an error, not a file.
+
+The metadata (``model.json`` beside ``model.onnx``) says what a user of the ONNX model must know: inputs
+(keys, bands, pixel size, prepared units and the scaling done inside the graph), outputs, the input size
+multiple, and the receptive field with the cropped output (margin) to use when tiling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import decloud
+from decloud.core.atomic import atomic_file
+from decloud.core.errors import DecloudError
+from decloud.models.export import SIGNATURE, ServingModel, describe_key, describe_output
+from decloud.models.model import PADS, padded_name
+
+DEFAULT_OPSET = 17
+#: Largest difference tolerated between ONNX and SavedModel outputs: prepared units, plus float32 rounding
+#: relative to the largest output value (untrained networks can output 1e5 and more).
+TOLERANCE = 1e-2
+RELATIVE_TOLERANCE = 2e-6
+#: Size (10 m pixels, rounded up to the size multiple) of the agreement check.
+CHECK_SIZE = 96
+
+
+class OnnxExportError(DecloudError):
+    """The SavedModel cannot be converted, or its ONNX version does not compute the same thing."""
+
+
+def metadata_path(onnx_path: str | os.PathLike[str]) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+def _convert(savedmodel: Path, output: Path, opset: int) -> None:
+    """tf2onnx's saved-model path (as ``python -m tf2onnx.convert --saved-model``). tf2onnx's Python API
+    keeps going past an operation it cannot convert: :func:`compare` then catches the difference."""
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    try:
+        graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+            str(savedmodel), None, None, signatures=[SIGNATURE], return_tensors_to_rename=True
+        )
+        tf2onnx.convert.from_graph_def(
+            graph_def, input_names=inputs, output_names=outputs, opset=opset, tensors_to_rename=renames,
+            output_path=str(output),
+        )  # fmt: skip
+    except Exception as error:  # tf2onnx raises anything; the message names the SavedModel at fault
+        raise OnnxExportError(f"tf2onnx could not convert {savedmodel}: {type(error).__name__}: {error}") from error
+
+
+def run_onnx(onnx_path: str | os.PathLike[str], feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs (name -> array) of an ONNX model run with onnxruntime on the CPU."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, {i.name: feed[i.name] for i in session.get_inputs()}), strict=True))
+
+
+def compare(onnx_path: Path, serving: ServingModel, size: int) -> dict[str, Any]:
+    """Agreement of ONNX and SavedModel outputs on two plausible samples; an error beyond tolerance."""
+    feed = serving.probe_inputs(size, batch=2, seed=1)
+    expected, actual = serving(feed), run_onnx(onnx_path, feed)
+    missing = sorted(set(expected) - set(actual))
+    if missing:
+        raise OnnxExportError(f"the ONNX model lacks outputs {missing}")
+    difference = max(float(np.max(np.abs(expected[name] - actual[name]), initial=0.0)) for name in expected)
+    largest = max(float(np.max(np.abs(value), initial=0.0)) for value in expected.values())
+    tolerance = TOLERANCE + RELATIVE_TOLERANCE * largest
+    if not difference <= tolerance:
+        raise OnnxExportError(f"ONNX and SavedModel outputs differ by up to {difference:g} (tolerance {tolerance:g})")
+    return {"max_abs_difference": difference, "max_abs_output": largest, "tolerance": tolerance, "size": size}
+
+
+def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict[str, Any]) -> dict[str, Any]:
+    multiple = serving.size_multiple()
+    radius, beyond_probe = serving.receptive_field_radius(multiple)
+    pads = [pad for pad in PADS if pad >= radius]
+    margin = pads[0] if pads else PADS[-1]
+    outputs = serving.main_outputs()
+    return {
+        "onnx": onnx_name,
+        "source_savedmodel": str(serving.path.resolve()),
+        "decloud_version": decloud.__version__,
+        "opset": opset,
+        "model": serving.description.get("model"),
+        "params": serving.description.get("params"),
+        "inputs": [describe_key(name) for name in serving.inputs],
+        "outputs": [describe_output(name) for name in serving.outputs],
+        "size_multiple": multiple,
+        "receptive_field": {"radius_10m_pixels": radius, "at_least": beyond_probe},
+        "tiling": {
+            "margin_10m_pixels": margin,
+            "outputs": [padded_name(name, margin) for name in outputs],
+            "note": f"run on overlapping tiles (sizes multiple of {multiple}) and keep the {margin}-pixel "
+            "cropped outputs, whose pixels do not depend on the tile borders"
+            + ("" if radius <= margin else " (approximately: the receptive field is wider than the largest crop)"),
+        },
+        "check": check,
+    }
+
+
+def export_onnx(savedmodel: str | os.PathLike[str], output: str | os.PathLike[str], opset: int = DEFAULT_OPSET) -> Path:
+    """Convert ``savedmodel`` to ONNX at ``output`` and write its metadata beside it; returns the metadata path."""
+    savedmodel, output = Path(savedmodel), Path(output)
+    serving = ServingModel(savedmodel)
+    with atomic_file(output) as temporary_onnx:
+        _convert(savedmodel, temporary_onnx, opset)
+        size = -(-CHECK_SIZE // serving.size_multiple()) * serving.size_multiple()
+        metadata = onnx_metadata(serving, output.name, opset, compare(temporary_onnx, serving, size))
+        with atomic_file(metadata_path(output)) as temporary_json:
+            temporary_json.write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata_path(output)

@@ -1,0 +1,253 @@
+"""Models without training: the registry, the Model contract (keys, scaling, outputs and crops), the
+gap-filling baseline, metrics and losses against numpy, and the records check."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from decloud.core import keys
+from decloud.core.errors import InvalidArgumentError
+from decloud.models import metrics
+from decloud.models.data import check_records, required_keys
+from decloud.models.gapfilling import interpolate, interpolation_weight
+from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
+from decloud.models.model import PADS, Crop, Model
+from decloud.models.registry import available_models, create_model, import_modules, register
+from decloud.preprocessing.constants import (
+    DEM_MODEL_SCALE,
+    S1_MODEL_SCALE,
+    S2_BANDS_10M,
+    S2_MODEL_SCALE,
+    S2_NODATA,
+)
+from decloud.sampling.tfrecords import RecordsError
+from decloud.testing.records import LAYOUTS, layout_keys, write_records
+
+ARCHITECTURES = [
+    "crga_os1_unet",
+    "crga_os2_david",
+    "crga_os2_unet",
+    "gapfilling",
+    "meraner_original",
+    "meraner_unet",
+    "monthly_synthesis_6_s2_images",
+    "monthly_synthesis_6_s2s1_images",
+]
+
+
+def test_every_architecture_is_registered():
+    assert set(ARCHITECTURES) <= set(available_models())
+
+
+def test_unknown_model_and_bad_parameters_are_named():
+    with pytest.raises(InvalidArgumentError, match=r"unknown model 'nope'.*crga_os2_unet"):
+        create_model("nope")
+    with pytest.raises(InvalidArgumentError, match=r"no parameter \['width'\].*filters"):
+        create_model("crga_os2_unet", width=3)
+    with pytest.raises(InvalidArgumentError, match="'filters' must be a int"):
+        create_model("crga_os2_unet", filters="64")
+    with pytest.raises(InvalidArgumentError, match="does not use the DEM"):
+        create_model("gapfilling", with_dem=True)
+
+
+def test_a_users_module_registers_an_architecture(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent(
+            """
+            from decloud.core import keys
+            from decloud.models.model import Model
+            from decloud.models.registry import register
+
+            @register("copy_t")
+            class CopyT(Model):
+                S2_ACQUISITIONS = ("t",)
+                DEFAULTS = {"gain": 1.0}
+
+                def get_outputs(self, inputs):
+                    return {keys.S2: inputs["s2_t"] * self.params["gain"]}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import_modules(["my_models"])
+    model = create_model("copy_t", gain=2)
+    image = np.full((1, 8, 8, 4), 1000.0, np.float32)
+    np.testing.assert_allclose(model.model()({"s2_t": image})["s2_estim"], 2 * image, rtol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="already taken"):
+        register("copy_t")(type("Other", (sys.modules["my_models"].CopyT,), {}))
+    with pytest.raises(InvalidArgumentError, match="cannot import model module 'no_such_module'"):
+        import_modules(["no_such_module"])
+
+
+def test_input_keys_and_outputs_follow_the_parameters():
+    plain = create_model("crga_os2_unet")
+    assert plain.input_keys() == ["s1_tm1", "s1_t", "s1_tp1", "s2_tm1", "s2_t", "s2_tp1"]
+    assert plain.target_keys() == {"s2_estim": "s2_target"}
+    full = create_model("crga_os2_unet", with_20m_bands=True, with_dem=True)
+    assert full.input_keys()[-4:] == ["s2_20m_tm1", "s2_20m_t", "s2_20m_tp1", "dem"]
+    assert full.target_keys() == {"s2_estim": "s2_target", "s2_20m_estim": "s2_20m_target"}
+    assert full.has_dem() and full.size_multiple == 32
+    assert create_model("crga_os2_david").size_multiple == 4
+    assert create_model("gapfilling").input_keys() == [
+        "s2_tm1",
+        "s2_tp1",
+        "s2_timestamp_tm1",
+        "s2_timestamp_t",
+        "s2_timestamp_tp1",
+    ]
+    assert create_model("monthly_synthesis_6_s2s1_images").input_keys()[:2] == ["s1_d0", "s1_d1"]
+
+
+def test_inputs_are_scaled_by_their_source():
+    model = create_model("meraner_original", with_dem=True)
+    values = {
+        "s1_t": np.full((1, 2, 2, 2), 65535.0),
+        "s2_t": np.full((1, 2, 2, 4), 2500.0),
+        "dem": np.full((1, 1, 1, 1), 800.0),
+    }
+    scaled = {name: np.asarray(tensor) for name, tensor in model.normalize_model_inputs(values).items()}
+    np.testing.assert_allclose(scaled["s1_t"], 65535 * S1_MODEL_SCALE)
+    np.testing.assert_allclose(scaled["s2_t"], 2500 * S2_MODEL_SCALE)
+    np.testing.assert_allclose(scaled["dem"], 800 * DEM_MODEL_SCALE)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_outputs_and_crops_have_the_contract_shapes(name):
+    params = {} if name == "gapfilling" else {"with_dem": True}
+    params |= {"filters": 4, "depth": 2} if "unet" in name or "synthesis" in name else {}
+    model = create_model(name, with_20m_bands=True, **params)
+    network = model.model()
+    size = 64
+    rng = np.random.default_rng(0)
+    feed = {}
+    for tensor in network.inputs:
+        scale = keys.spec_of(tensor.name).scale
+        shape = (2, *(size // scale if dim is None else dim for dim in tensor.shape[1:]))
+        feed[tensor.name] = rng.uniform(0, 3000, shape).astype(tensor.dtype)
+    outputs = {key: np.asarray(value) for key, value in network(feed).items()}
+    expected = {"s2_estim": (size, 4), "s2_20m_estim": (size // 2, 6)}
+    assert set(outputs) == {f"{out}_pad{pad}" for out in expected for pad in PADS} | set(expected)
+    for out, (side, bands) in expected.items():
+        assert outputs[out].shape == (2, side, side, bands)
+        scale = size // side
+        for pad in PADS:
+            margin = pad // scale
+            cropped = outputs[f"{out}_pad{pad}"]
+            assert cropped.shape == (2, max(side - 2 * margin, 0), max(side - 2 * margin, 0), bands)
+            np.testing.assert_array_equal(cropped, outputs[out][:, margin : side - margin, margin : side - margin])
+
+
+def test_crop_of_a_small_image_is_empty_not_an_error():
+    assert np.asarray(Crop(32)(np.zeros((1, 40, 20, 3), np.float32))).shape == (1, 0, 0, 3)
+    assert np.asarray(Crop(4)(np.zeros((1, 10, 12, 3), np.float32))).shape == (1, 2, 4, 3)
+
+
+def test_gapfilling_interpolates_in_time_and_falls_back_on_the_valid_date():
+    before = np.array([[[[0.1, 0.2]], [[0.1, S2_NODATA * S2_MODEL_SCALE]]]], np.float32)  # (1, 2, 1, 2)
+    after = np.array([[[[0.3, S2_NODATA * S2_MODEL_SCALE]], [[0.5, S2_NODATA * S2_MODEL_SCALE]]]], np.float32)
+    day = 86400.0
+    weight = interpolation_weight(np.array([1.6e9]), np.array([1.6e9 + 5 * day]), np.array([1.6e9 + 20 * day]))
+    assert np.asarray(weight).shape == (1, 1, 1, 1)
+    np.testing.assert_allclose(np.asarray(weight), 0.25)
+    result = np.asarray(interpolate(before, after, weight))
+    np.testing.assert_allclose(result[0, 0, 0], [0.1 + 0.25 * 0.2, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(result[0, 1, 0], [0.1 + 0.25 * 0.4, S2_NODATA * S2_MODEL_SCALE], rtol=1e-6)
+    same = interpolation_weight(np.array([1.6e9]), np.array([1.6e9]), np.array([1.6e9]))
+    np.testing.assert_allclose(np.asarray(same), 0.5)
+
+
+def _pair(seed=0, shape=(2, 16, 16, 4)):
+    rng = np.random.default_rng(seed)
+    target = rng.uniform(100, 3000, shape).astype(np.float32)
+    target[0, :3] = S2_NODATA
+    estimate = target + rng.normal(0, 80, shape).astype(np.float32)
+    estimate[0, :3] = 99999.0  # wild values where the target is no-data must not count
+    return target, estimate
+
+
+def test_metrics_and_losses_count_only_valid_target_pixels():
+    target, estimate = _pair()
+    valid = target != S2_NODATA
+    error = (estimate - target) * S2_MODEL_SCALE
+    for kind, expected in {"mae": np.abs(error)[valid].mean(), "mse": np.square(error)[valid].mean()}.items():
+        metric = metrics.MaskedImageMetric(kind)
+        metric.update_state(target[:1], estimate[:1])
+        metric.update_state(target[1:], estimate[1:])
+        np.testing.assert_allclose(float(metric.result()), expected, rtol=1e-4)
+    per_image_mse = [np.square(error[i][valid[i]]).mean() for i in range(2)]
+    psnr = metrics.MaskedImageMetric("psnr")
+    psnr.update_state(target, estimate)
+    np.testing.assert_allclose(float(psnr.result()), np.mean([10 * np.log10(1 / m) for m in per_image_mse]), rtol=1e-4)
+    reference, predicted = target * S2_MODEL_SCALE, estimate * S2_MODEL_SCALE
+    cosine = (reference * predicted).sum(-1) / np.linalg.norm(reference, axis=-1) / np.linalg.norm(predicted, axis=-1)
+    pixels = valid.all(-1)
+    sam = metrics.MaskedImageMetric("sam")
+    sam.update_state(target, estimate)
+    np.testing.assert_allclose(
+        float(sam.result()), np.degrees(np.arccos(np.clip(cosine[pixels], -1, 1))).mean(), rtol=1e-3
+    )
+    per_sample_l1 = [np.abs(error[i][valid[i]]).mean() for i in range(2)]
+    np.testing.assert_allclose(float(MaskedL1()(target, estimate)), np.mean(per_sample_l1), rtol=1e-4)
+    per_sample_l2 = [np.square(error[i][valid[i]]).mean() for i in range(2)]
+    np.testing.assert_allclose(float(MaskedMSE()(target, estimate)), np.mean(per_sample_l2), rtol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="unknown loss"):
+        get_loss("l3")
+
+
+def test_ssim_is_one_for_identical_images_and_ignores_nodata_pixels():
+    target, estimate = _pair(shape=(2, 32, 32, 4))
+    identical = np.where(target == S2_NODATA, 5000.0, target)  # differs only where the target is no-data
+    ssim = metrics.MaskedImageMetric("ssim")
+    ssim.update_state(target, identical)
+    np.testing.assert_allclose(float(ssim.result()), 1.0, rtol=1e-5)
+    noisy = metrics.MaskedImageMetric("ssim")
+    noisy.update_state(target, estimate)
+    assert 0.0 < float(noisy.result()) < 0.999
+
+
+def test_band_accumulator_gives_per_band_and_overall_values():
+    target, estimate = _pair()
+    accumulator = metrics.BandAccumulator(S2_BANDS_10M)
+    accumulator.update(target[:1], estimate[:1])
+    accumulator.update(target[1:], estimate[1:])
+    results = accumulator.results()
+    valid = target != S2_NODATA
+    error = (estimate - target) * S2_MODEL_SCALE
+    for index, band in enumerate(S2_BANDS_10M):
+        band_error = error[..., index][valid[..., index]]
+        np.testing.assert_allclose(results["per_band"][band]["mae"], np.abs(band_error).mean(), rtol=1e-5)
+        psnr = [10 * np.log10(1 / np.square(error[i, ..., index][valid[i, ..., index]]).mean()) for i in range(2)]
+        np.testing.assert_allclose(results["per_band"][band]["psnr"], np.mean(psnr), rtol=1e-4)
+    np.testing.assert_allclose(results["overall"]["mse"], np.square(error[valid]).mean(), rtol=1e-5)
+    assert results["overall"]["valid_pixels"] == int(valid.sum())
+
+
+def test_records_are_checked_against_the_model(tmp_path):
+    model = create_model("crga_os2_unet", depth=2)
+    write_records(tmp_path / "ok", layout_keys(LAYOUTS["crga_os2"]), n_samples=2, patchsize=32)
+    assert check_records(tmp_path / "ok", model) == 32
+    assert set(required_keys(model)) <= set(layout_keys(LAYOUTS["crga_os2"]))
+    write_records(tmp_path / "os1", layout_keys(LAYOUTS["crga_os1"]), n_samples=1, patchsize=32)
+    with pytest.raises(RecordsError, match=r"missing keys \['s1_tp1', 's2_tp1'\]"):
+        check_records(tmp_path / "os1", model)
+    with pytest.raises(RecordsError, match="not a multiple of 64"):
+        check_records(tmp_path / "ok", create_model("crga_os2_unet", depth=6))
+    bad = {name: np.zeros((32, 32, 4), np.int16) for name in required_keys(model)}
+    bad["s1_t"] = np.zeros((32, 32, 3), np.uint16)
+    from decloud.sampling.tfrecords import RecordsWriter
+
+    with RecordsWriter(tmp_path / "bad", 1) as writer:
+        writer.write(bad)
+    with pytest.raises(
+        RecordsError, match=r"'s1_tm1' is int16.*'s1_t' is uint16 \[32, 32, 3\] instead of uint16 \[32, 32, 2\]"
+    ):
+        check_records(tmp_path / "bad", model)
+
+
+def test_a_model_without_get_outputs_cannot_be_instantiated():
+    with pytest.raises(TypeError):
+        Model()

@@ -1,0 +1,79 @@
+"""ONNX export: the metadata file (inputs, scaling, bands, size multiple, receptive field and tiling margin)
+against known answers, the ONNX graph's names, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from decloud.cli import main as decloud_main
+from decloud.models.export import export_savedmodel
+from decloud.models.export_onnx import main
+from decloud.models.onnx_export import export_onnx, metadata_path, run_onnx
+from decloud.models.registry import create_model
+from decloud.preprocessing.constants import DEM_MODEL_SCALE, S1_MODEL_SCALE, S2_BANDS_20M, S2_MODEL_SCALE
+
+
+def savedmodel(tmp_path, name: str, **params):
+    model = create_model(name, **params)
+    return model, export_savedmodel(model.model(), model, tmp_path / f"{name}_savedmodel")
+
+
+def test_metadata_of_a_network_with_20m_bands_and_dem(tmp_path):
+    model, path = savedmodel(tmp_path, "crga_os2_david", filters=4, with_20m_bands=True, with_dem=True)
+    metadata = json.loads(export_onnx(path, tmp_path / "david.onnx").read_text())
+    assert metadata_path(tmp_path / "david.onnx") == tmp_path / "david.json"
+    inputs = {item["name"]: item for item in metadata["inputs"]}
+    assert set(inputs) == set(model.input_keys())
+    assert inputs["s1_t"]["scale_in_graph"] == S1_MODEL_SCALE and inputs["s1_t"]["bands"] == ["VV", "VH"]
+    assert inputs["s2_20m_tp1"]["scale_in_graph"] == S2_MODEL_SCALE and inputs["s2_20m_tp1"]["pixel_size_m"] == 20
+    assert inputs["s2_20m_tp1"]["bands"] == list(S2_BANDS_20M) and inputs["dem"]["scale_in_graph"] == DEM_MODEL_SCALE
+    outputs = {item["name"]: item for item in metadata["outputs"]}
+    assert outputs["s2_20m_estim_pad64"]["cropped_pixels_per_side"] == 32
+    assert metadata["size_multiple"] == 4 and metadata["model"] == "crga_os2_david"
+    assert 0 < metadata["receptive_field"]["radius_10m_pixels"] <= metadata["tiling"]["margin_10m_pixels"]
+    assert metadata["check"]["max_abs_difference"] <= metadata["check"]["tolerance"]
+    graph = onnx.load(tmp_path / "david.onnx").graph
+    assert {item.name for item in graph.input} == set(model.input_keys())
+    assert {item.name for item in graph.output} == set(outputs)
+
+
+def test_receptive_field_and_size_multiple_have_the_known_values(tmp_path):
+    # conv 3x3, one residual block (two 3x3), head 3x3: radius 1 + 2 + 1 = 4 pixels
+    _, residual = savedmodel(tmp_path, "meraner_original", filters=4, blocks=1)
+    metadata = json.loads(export_onnx(residual, tmp_path / "residual.onnx").read_text())
+    assert metadata["receptive_field"] == {"radius_10m_pixels": 4, "at_least": False}
+    assert metadata["size_multiple"] == 1
+    assert metadata["tiling"]["margin_10m_pixels"] == 32 and metadata["tiling"]["outputs"] == ["s2_estim_pad32"]
+    _, pointwise = savedmodel(tmp_path, "gapfilling")
+    metadata = json.loads(export_onnx(pointwise, tmp_path / "gapfilling.onnx").read_text())
+    assert metadata["receptive_field"]["radius_10m_pixels"] == 0 and metadata["size_multiple"] == 1
+    feed = {
+        "s2_tm1": np.full((1, 5, 7, 4), 1000, np.float32),
+        "s2_tp1": np.full((1, 5, 7, 4), 2000, np.float32),
+        "s2_timestamp_tm1": np.array([0.0]),
+        "s2_timestamp_t": np.array([3.0]),
+        "s2_timestamp_tp1": np.array([4.0]),
+    }
+    np.testing.assert_allclose(run_onnx(tmp_path / "gapfilling.onnx", feed)["s2_estim"], 1750, rtol=1e-6)
+
+
+def test_command_line(tmp_path, capsys):
+    _, path = savedmodel(tmp_path, "meraner_original", filters=4, blocks=1)
+    assert main(["--savedmodel", str(path), "--output", str(tmp_path / "out" / "model.onnx")]) == 0
+    assert (tmp_path / "out" / "model.onnx").is_file() and (tmp_path / "out" / "model.json").is_file()
+    assert decloud_main(["export-onnx", "--savedmodel", str(path), "--output", str(tmp_path / "again.onnx")]) == 0
+    assert main(["--savedmodel", str(tmp_path / "missing"), "--output", str(tmp_path / "x.onnx")]) == 1
+    assert "SavedModel not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("opset", [13])
+def test_an_older_opset(tmp_path, opset):
+    _, path = savedmodel(tmp_path, "crga_os2_david", filters=4)
+    metadata = json.loads(export_onnx(path, tmp_path / "old.onnx", opset=opset).read_text())
+    assert metadata["opset"] == opset
+    assert onnx.load(tmp_path / "old.onnx").opset_import[0].version == opset
