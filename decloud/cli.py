@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Sequence
@@ -33,11 +34,47 @@ def _usage() -> str:
     )
 
 
+def _flag_row(action: argparse.Action) -> str:
+    flags = ", ".join(f"`{flag}`" for flag in action.option_strings)
+    if action.nargs == 0:
+        value = ""
+    elif action.choices is not None and not isinstance(action.choices, range):
+        value = " | ".join(str(choice) for choice in action.choices)
+    else:
+        value = (action.metavar or action.dest.upper()) + (" ..." if action.nargs in ("+", "*") else "")
+    default = "required" if action.required else ("" if action.default in (None, False) else f"`{action.default}`")
+    return f"| {flags} | {_markdown(value)} | {default} | {_markdown(action.help or '')} |"
+
+
+def _markdown(text: str) -> str:
+    """Plain help text made safe inside a Markdown table (no HTML tags, no column breaks)."""
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+
+
+def reference_markdown() -> str:
+    """The reference of every command and flag, generated from the parsers themselves (``docs/commands.md``
+    is this text; a test keeps the two equal)."""
+    lines = [
+        "# Command reference",
+        "",
+        "Generated from the commands' parsers by `python -m decloud.cli --reference > docs/commands.md`.",
+    ]
+    for name, module in COMMANDS.items():
+        parser = importlib.import_module(module).build_parser()
+        lines += ["", f"## `decloud {name}`", "", f"Also `python -m {module}`. {_markdown(parser.description)}", ""]
+        lines += ["| flag | value | default | meaning |", "|---|---|---|---|"]
+        lines += [_flag_row(action) for action in parser._actions if action.option_strings and action.dest != "help"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] in ("-h", "--help"):
         print(_usage())
         return 0 if arguments else 2
+    if arguments[0] == "--reference":
+        print(reference_markdown(), end="")
+        return 0
     command, *rest = arguments
     if command not in COMMANDS:
         print(f"decloud: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)

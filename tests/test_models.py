@@ -100,6 +100,9 @@ def test_input_keys_and_outputs_follow_the_parameters():
         "s2_timestamp_tp1",
     ]
     assert create_model("monthly_synthesis_6_s2s1_images").input_keys()[:2] == ["s1_d0", "s1_d1"]
+    s2_only = create_model("crga_os2_unet", with_s1=False)
+    assert s2_only.input_keys() == ["s2_tm1", "s2_t", "s2_tp1"]
+    assert set(s2_only.model().inputs[i].name for i in range(3)) == {"s2_tm1", "s2_t", "s2_tp1"}
 
 
 def test_inputs_are_scaled_by_their_source():

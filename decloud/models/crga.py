@@ -1,5 +1,6 @@
 """CRGA architectures: reconstruct the image at ``t`` from S1 and S2 at ``t`` and at neighbouring dates
-(``tm1`` before; ``tp1`` after for the OS2 variants). Each date is a branch of a shared-weight encoder."""
+(``tm1`` before; ``tp1`` after for the OS2 variants). Each date is a branch of a shared-weight encoder.
+``with_s1=False`` gives the S2-only variant, for tiles without Sentinel-1 (layout crga_os2_s2only.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from decloud.models.unet import MultiBranchUNet
 class CrgaOs1Unet(MultiBranchUNet):
     """U-Net over the dates ``tm1`` and ``t`` (S1 + S2 each)."""
 
+    DEFAULTS: ClassVar[dict[str, Any]] = {"with_s1": True}
     S1_ACQUISITIONS = ("tm1", "t")
     S2_ACQUISITIONS = ("tm1", "t")
 
@@ -21,6 +23,7 @@ class CrgaOs1Unet(MultiBranchUNet):
 class CrgaOs2Unet(MultiBranchUNet):
     """U-Net over the dates ``tm1``, ``t`` and ``tp1`` (S1 + S2 each)."""
 
+    DEFAULTS: ClassVar[dict[str, Any]] = {"with_s1": True}
     S1_ACQUISITIONS = ("tm1", "t", "tp1")
     S2_ACQUISITIONS = ("tm1", "t", "tp1")
 

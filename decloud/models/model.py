@@ -212,8 +212,13 @@ class Model(abc.ABC):
 
     # --- Keys -----------------------------------------------------------------------------------
 
+    def s1_acquisitions(self) -> tuple[str, ...]:
+        """Acquisitions whose S1 image the network reads: none when the architecture has a ``with_s1``
+        parameter set to False (an S2-only variant, for data without Sentinel-1)."""
+        return self.S1_ACQUISITIONS if self.params.get("with_s1", True) else ()
+
     def input_keys(self) -> list[str]:
-        names = [keys.key(keys.S1, acquisition) for acquisition in self.S1_ACQUISITIONS]
+        names = [keys.key(keys.S1, acquisition) for acquisition in self.s1_acquisitions()]
         names += [keys.key(keys.S2, acquisition) for acquisition in self.S2_ACQUISITIONS]
         if self.with_20m_bands:
             names += [keys.key(keys.S2_20M, acquisition) for acquisition in self.S2_ACQUISITIONS]

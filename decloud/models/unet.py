@@ -26,7 +26,7 @@ class MultiBranchUNet(Model):
     def branch_acquisitions(self) -> list[str]:
         """Acquisitions in the order of their branches (S2 order, then any S1-only acquisition)."""
         ordered = list(self.S2_ACQUISITIONS)
-        return ordered + [name for name in self.S1_ACQUISITIONS if name not in ordered]
+        return ordered + [name for name in self.s1_acquisitions() if name not in ordered]
 
     def branch(self, acquisition: str, inputs: dict[str, Any]) -> Branch:
         sources = [source for source in (keys.S1, keys.S2) if keys.key(source, acquisition) in inputs]

@@ -48,25 +48,19 @@ class SavedModelBackend(ModelBackend):
     """The ``serving_default`` signature of a TensorFlow SavedModel."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import tensorflow as tf
+        from decloud.models.export import ServingModel
 
         self.path = Path(path)
-        if not (self.path / "saved_model.pb").is_file():
-            raise InputNotFoundError(self.path / "saved_model.pb", "SavedModel")
         try:
-            loaded = tf.saved_model.load(str(self.path))
-            self._function = loaded.signatures["serving_default"]
-        except (OSError, KeyError, ValueError) as error:
-            raise ModelError(f"cannot load the serving_default signature of {self.path}: {error}") from error
-        self._loaded = loaded  # keeps the variables alive
-        specs = self._function.structured_input_signature[1]
-        self.inputs = {name: int(spec.shape[-1]) for name, spec in specs.items()}
-        self.outputs = sorted(self._function.structured_outputs)
-        self._tf = tf
+            self.serving = ServingModel(self.path)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"cannot load the SavedModel {self.path}: {error}") from error
+        self.inputs = {name: int(spec.shape[-1]) for name, spec in self.serving.inputs.items()}
+        self.outputs = self.serving.outputs
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        results = self._function(**{name: self._tf.constant(array) for name, array in inputs.items()})
-        return {name: results[name].numpy() for name in outputs}
+        results = self.serving(inputs)
+        return {name: results[name] for name in outputs}
 
 
 class OnnxBackend(ModelBackend):

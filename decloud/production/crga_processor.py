@@ -24,23 +24,29 @@ from decloud.production.processors import (
     reconstruct,
     reference_grid,
 )
+from decloud.sampling.catalog import S1Image
+
+
+def _images(paths: list[str] | None) -> list[S1Image] | None:
+    return None if paths is None else [s1_image(path) for path in paths]
 
 
 def run(args: argparse.Namespace) -> None:
-    if bool(args.il_s1after) != bool(args.il_s2after):
-        raise InvalidArgumentError("--il_s1after and --il_s2after go together (OS2 models), or neither (OS1)")
+    with_s1 = bool(args.il_s1before or args.il_s1 or args.il_s1after)  # an S1 + S2 model: S1 for every date
+    complete = args.il_s1before and args.il_s1 and bool(args.il_s1after) == bool(args.il_s2after)
+    if with_s1 and not complete:
+        raise InvalidArgumentError(
+            "an S1 + S2 model needs --il_s1before, --il_s1, and --il_s1after with --il_s2after (OS2); "
+            "an S2-only model takes no S1 list"
+        )
     options = inference_options(args)
     model = LoadedModel.load(args.savedmodel)
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
-    before = ([s2_product(p) for p in args.il_s2before], [s1_image(p) for p in args.il_s1before])
-    after = (
-        ([s2_product(p) for p in args.il_s2after], [s1_image(p) for p in args.il_s1after]) if args.il_s2after else None
-    )
+    before = ([s2_product(p) for p in args.il_s2before], _images(args.il_s1before))
+    after = ([s2_product(p) for p in args.il_s2after], _images(args.il_s1after)) if args.il_s2after else None
     with ExitStack() as stack:
-        sources = crga_sources(
-            stack, target, before, [s1_image(p) for p in args.il_s1], after, args.dem, reference, options
-        )
+        sources = crga_sources(stack, target, before, _images(args.il_s1), after, args.dem, reference, options)
         reconstruct(model, sources, reference, Path(args.output), args.output_20m, options)
 
 
@@ -49,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="decloud crga-processor",
         description="Reconstruct a Sentinel-2 image with a CRGA model from prepared S1 and S2 products.",
     )
-    parser.add_argument("--il_s1before", nargs="+", required=True, help="prepared S1 images before the date")
+    parser.add_argument("--il_s1before", nargs="+", help="prepared S1 images before the date (S1 + S2 models)")
     parser.add_argument("--il_s2before", nargs="+", required=True, help="prepared S2 products before the date")
-    parser.add_argument("--il_s1", nargs="+", required=True, help="prepared S1 images around the date (mosaicked)")
+    parser.add_argument("--il_s1", nargs="+", help="prepared S1 images around the date, mosaicked (S1 + S2 models)")
     parser.add_argument("--in_s2", required=True, help="prepared S2 product to reconstruct (gives the output grid)")
     parser.add_argument("--il_s1after", nargs="+", help="prepared S1 images after the date (OS2 models)")
     parser.add_argument("--il_s2after", nargs="+", help="prepared S2 products after the date (OS2 models)")

@@ -135,13 +135,14 @@ def dem_source(stack: ExitStack, dem: Path | None, reference: Grid) -> list[Tile
 def crga_sources(
     stack: ExitStack,
     target: S2Product,
-    before: tuple[Sequence[S2Product], Sequence[S1Image]],
-    s1_at_target: Sequence[S1Image],
-    after: tuple[Sequence[S2Product], Sequence[S1Image]] | None,
+    before: tuple[Sequence[S2Product], Sequence[S1Image] | None],
+    s1_at_target: Sequence[S1Image] | None,
+    after: tuple[Sequence[S2Product], Sequence[S1Image] | None] | None,
     dem: Path | None,
     reference: Grid,
     options: InferenceOptions,
 ) -> list[TileSource]:
+    """The CRGA inputs; S1 lists of None give the S2-only inputs (models with ``with_s1=False``)."""
     sources = target_sources(stack, target, reference, options)
     pairs = [("tm1", before)] + ([("tp1", after)] if after is not None else [])
     for acquisition, (s2_candidates, s1_candidates) in pairs:
@@ -155,7 +156,8 @@ def crga_sources(
             with_20m_bands=options.with_20m_bands,
         )
         sources.append(stack.enter_context(source))
-    sources.append(stack.enter_context(S1MosaicSource("t", s1_at_target, target.acquired, reference)))
+    if s1_at_target is not None:
+        sources.append(stack.enter_context(S1MosaicSource("t", s1_at_target, target.acquired, reference)))
     return sources + dem_source(stack, dem, reference)
 
 

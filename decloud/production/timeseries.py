@@ -67,10 +67,49 @@ def series_s1(s1_dir: Path) -> list[S1Image]:
     return sorted((s1_image(p) for p in s1_dir.glob(f"*{S1_SUFFIX_VVVH}")), key=lambda i: i.acquired)
 
 
+@dataclass(frozen=True)
+class _DateInputs:
+    """The inputs found for one target date; S1 lists are None for S2-only models."""
+
+    before: tuple[list[S2Product], list[S1Image] | None]
+    at_target: list[S1Image] | None
+    after: tuple[list[S2Product], list[S1Image] | None] | None
+
+
+def _find_inputs(
+    target: S2Product,
+    products: list[S2Product],
+    s1_images: list[S1Image] | None,
+    *,
+    with_tp1: bool,
+    candidates: int,
+    max_gap_hours: float,
+) -> _DateInputs | list[str]:
+    """The inputs of ``target`` among the series, or what is lacking."""
+    gap = timedelta(hours=max_gap_hours)
+
+    def s1_around(group: list[S2Product]) -> list[S1Image] | None:
+        if s1_images is None:
+            return None
+        return [i for i in s1_images if group[0].acquired - gap <= i.acquired <= group[-1].acquired + gap]
+
+    before = [p for p in products if p.acquired < target.acquired][-candidates:]
+    after = [p for p in products if p.acquired > target.acquired][:candidates]
+    at_target = None if s1_images is None else s1_near(s1_images, target.acquired, max_gap_hours)
+    lacking = [what for what, missing in (
+        ("S1 image within the gap of the date", at_target == []),
+        ("earlier S2 product", not before),
+        ("later S2 product", with_tp1 and not after),
+    ) if missing]  # fmt: skip
+    if lacking:
+        return lacking
+    return _DateInputs((before, s1_around(before)), at_target, (after, s1_around(after)) if with_tp1 else None)
+
+
 def reconstruct_series(
     kind: str,
     s2_dir: Path,
-    s1_dir: Path,
+    s1_dir: Path | None,
     dem: Path | None,
     model_path: Path,
     out_dir: Path,
@@ -80,10 +119,11 @@ def reconstruct_series(
     overwrite: bool = False,
     candidates: int = 3,
 ) -> list[Path]:
-    """Reconstruct every product of ``s2_dir`` in ``period``; return the 10 m outputs written."""
+    """Reconstruct every product of ``s2_dir`` in ``period``; return the 10 m outputs written. The model's
+    inputs tell whether it reads S1 (then ``s1_dir`` is needed) and a later date (OS2)."""
     if kind not in KINDS:
         raise InvalidArgumentError(f"unknown processor kind {kind!r} (known: {', '.join(KINDS)})")
-    products, s1_images = series_products(s2_dir), series_s1(s1_dir)
+    products = series_products(s2_dir)
     targets = [product for product in products if period.contains(product.acquired)]
     if not targets:
         raise InvalidArgumentError(
@@ -91,8 +131,10 @@ def reconstruct_series(
             f"{period.end or 'the end'} ({len(products)} products in the folder)"
         )
     model = LoadedModel.load(model_path)
-    with_tp1 = model.uses("s2_tp1")
-    gap = timedelta(hours=options.max_gap_hours)
+    with_s1, with_tp1 = model.uses("s1_t"), kind == "crga" and model.uses("s2_tp1")
+    if with_s1 and s1_dir is None:
+        raise InvalidArgumentError(f"{model_path} reads Sentinel-1 images: give --s1_dir")
+    s1_images = series_s1(s1_dir) if with_s1 else None
     written, kept, skipped = [], [], []
     for target in progress(targets, desc="time series", unit="date"):
         output = out_dir / f"{target.name}{OUTPUT_SUFFIX_10M}"
@@ -101,31 +143,31 @@ def reconstruct_series(
             log.info("%s exists, kept (--overwrite to redo it)", output)
             kept.append(output)
             continue
-        s1_at_target = s1_near(s1_images, target.acquired, options.max_gap_hours)
-        before = [p for p in products if p.acquired < target.acquired][-candidates:]
-        after = [p for p in products if p.acquired > target.acquired][:candidates]
-        lacking = [what for what, missing in (
-            ("an S1 image within the gap of the date", not s1_at_target),
-            ("an earlier S2 product", kind == "crga" and not before),
-            ("a later S2 product", kind == "crga" and with_tp1 and not after),
-        ) if missing]  # fmt: skip
+        if kind == "crga":
+            found = _find_inputs(
+                target,
+                products,
+                s1_images,
+                with_tp1=with_tp1,
+                candidates=candidates,
+                max_gap_hours=options.max_gap_hours,
+            )
+            lacking = found if isinstance(found, list) else []
+        else:  # Meraner reads the S1 and S2 images of the date only
+            at_target = s1_near(s1_images or [], target.acquired, options.max_gap_hours)
+            lacking = [] if at_target else ["S1 image within the gap of the date"]
         if lacking:
             log.warning("%s skipped: no %s", target.name, " and no ".join(lacking))
             skipped.append(target.name)
             continue
-
-        def s1_around(group: list[S2Product]) -> list[S1Image]:
-            return [i for i in s1_images if group[0].acquired - gap <= i.acquired <= group[-1].acquired + gap]
-
         reference = reference_grid(target, period.area)
         with ExitStack() as stack:
             if kind == "crga":
-                pair_after = (after, s1_around(after)) if with_tp1 else None
                 sources = crga_sources(
-                    stack, target, (before, s1_around(before)), s1_at_target, pair_after, dem, reference, options
+                    stack, target, found.before, found.at_target, found.after, dem, reference, options
                 )
             else:
-                sources = meraner_sources(stack, target, s1_at_target, dem, reference, options)
+                sources = meraner_sources(stack, target, at_target, dem, reference, options)
             reconstruct(model, sources, reference, output, output_20m, options)
         written.append(output)
     log.info("%d reconstructed, %d kept, %d skipped (%s)", len(written), len(kept), len(skipped), ", ".join(skipped))
@@ -148,7 +190,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         "finding each date's inputs among the tile's prepared products.",
     )
     parser.add_argument("--s2_dir", type=Path, required=True, help="tile folder of prepared S2 products")
-    parser.add_argument("--s1_dir", type=Path, required=True, help="tile folder of prepared S1 images")
+    parser.add_argument("--s1_dir", type=Path, help="tile folder of prepared S1 images (models reading S1)")
     parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
     parser.add_argument("--model", type=Path, required=True, help="SavedModel folder or .onnx file")
     parser.add_argument("--out_dir", type=Path, required=True, help="folder of the reconstructed images")

@@ -50,3 +50,15 @@ def write_generated_band(
         if tags:
             dataset.update_tags(**tags)
     return path
+
+
+def read_raster(path: str | Path) -> np.ndarray:
+    """All the bands of a raster, (bands, rows, cols): what tests compare."""
+    with rasterio.open(path) as dataset:
+        return dataset.read()
+
+
+def raster_grid(path: str | Path) -> tuple:
+    """(CRS, geotransform, (rows, cols)) of a raster: what "on the same grid" compares."""
+    with rasterio.open(path) as dataset:
+        return dataset.crs, dataset.transform, dataset.shape
