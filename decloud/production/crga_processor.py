@@ -11,7 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
@@ -19,6 +18,7 @@ from decloud.production.input_selection import s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,
+    add_model_flags,
     crga_sources,
     inference_options,
     reconstruct,
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     after = ([s2_product(p) for p in args.il_s2after], _images(args.il_s1after)) if args.il_s2after else None
     with ExitStack() as stack:
         sources = crga_sources(stack, target, before, _images(args.il_s1), after, args.dem, reference, options)
-        reconstruct(model, sources, reference, Path(args.output), args.output_20m, options)
+        reconstruct(model, sources, reference, args.output, args.output_20m, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in_s2", required=True, help="prepared S2 product to reconstruct (gives the output grid)")
     parser.add_argument("--il_s1after", nargs="+", help="prepared S1 images after the date (OS2 models)")
     parser.add_argument("--il_s2after", nargs="+", help="prepared S2 products after the date (OS2 models)")
-    parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
-    parser.add_argument("--savedmodel", required=True, help="SavedModel folder or .onnx file")
-    parser.add_argument("--output", required=True, help="reconstructed 10 m bands (GeoTIFF, int16 x10000)")
-    parser.add_argument("--output_20m", type=Path, help="reconstructed 20 m bands (needs --with_20m_bands)")
+    add_model_flags(parser)
     add_inference_flags(parser)
     return parser
 

@@ -10,13 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.production.input_selection import s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,
+    add_model_flags,
     inference_options,
     meraner_sources,
     reconstruct,
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     reference = reference_grid(target)
     with ExitStack() as stack:
         sources = meraner_sources(stack, target, [s1_image(p) for p in args.il_s1], args.dem, reference, options)
-        reconstruct(model, sources, reference, Path(args.output), args.output_20m, options)
+        reconstruct(model, sources, reference, args.output, args.output_20m, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--il_s1", nargs="+", required=True, help="prepared S1 images around the date (mosaicked)")
     parser.add_argument("--in_s2", required=True, help="prepared S2 product to reconstruct (gives the output grid)")
-    parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
-    parser.add_argument("--savedmodel", required=True, help="SavedModel folder or .onnx file")
-    parser.add_argument("--output", required=True, help="reconstructed 10 m bands (GeoTIFF, int16 x10000)")
-    parser.add_argument("--output_20m", type=Path, help="reconstructed 20 m bands (needs --with_20m_bands)")
+    add_model_flags(parser)
     add_inference_flags(parser)
     return parser
 

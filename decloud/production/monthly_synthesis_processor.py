@@ -11,7 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from pathlib import Path
 
 from decloud.core import keys
 from decloud.core.cli import run_command
@@ -19,6 +18,7 @@ from decloud.production.input_selection import s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,
+    add_model_flags,
     inference_options,
     month_products,
     monthly_sources,
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
         dates = [keys.key(keys.S2, f"d{index}") for index in range(len(products))]
         # A synthesis pixel exists wherever one of the dates sees the ground.
         reconstruct(
-            model, sources, reference, Path(args.output), args.output_20m, options,
+            model, sources, reference, args.output, args.output_20m, options,
             keep_acquisition=None, any_of=dates, required=(),
         )  # fmt: skip
 
@@ -52,10 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--il_s1", nargs="+", help="prepared S1 images (S2+S1 models)")
     parser.add_argument("--year", type=int, required=True)
     parser.add_argument("--month", type=int, required=True, choices=range(1, 13), metavar="1-12")
-    parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
-    parser.add_argument("--savedmodel", required=True, help="SavedModel folder or .onnx file")
-    parser.add_argument("--output", required=True, help="synthesis, 10 m bands (GeoTIFF, int16 x10000)")
-    parser.add_argument("--output_20m", type=Path, help="synthesis, 20 m bands (needs --with_20m_bands)")
+    add_model_flags(parser, "synthesis,")
     add_inference_flags(parser, keep_clear=False)
     return parser
 

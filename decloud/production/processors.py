@@ -265,6 +265,14 @@ def monthly_sources(
     return sources + dem_source(stack, dem, reference)
 
 
+def add_model_flags(parser: argparse.ArgumentParser, product: str = "reconstructed") -> None:
+    """The DEM, model and output flags of the single-image processors."""
+    parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
+    parser.add_argument("--savedmodel", required=True, help="SavedModel folder or .onnx file")
+    parser.add_argument("--output", type=Path, required=True, help=f"{product} 10 m bands (GeoTIFF, int16 x10000)")
+    parser.add_argument("--output_20m", type=Path, help=f"{product} 20 m bands (needs --with_20m_bands)")
+
+
 def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = True) -> None:
     """The flags every processor shares."""
     parser.add_argument("--ts", type=int, default=512, help="tile size in 10 m pixels (512)")
