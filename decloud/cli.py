@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "decloud.models.train_from_tfrecords",
     "evaluate": "decloud.models.model_evaluation",
     "export-onnx": "decloud.models.export_onnx",
+    "demo": "decloud.demo.main",
 }
 
 

@@ -231,3 +231,36 @@ def test_onnx_backend_gives_the_savedmodel_output(savedmodel, inputs, tmp_path):
 def read_all(path: Path) -> np.ndarray:
     with rasterio.open(path) as dataset:
         return dataset.read()
+
+
+def test_keep_clear_keeps_clear_pixels_even_where_the_model_cannot_run(savedmodel, tmp_path):
+    from datetime import UTC, datetime
+
+    from decloud.production.input_selection import ClearMaskSource
+    from decloud.sampling.catalog import S2Product
+
+    product = S2Product(tmp_path / "PRODUCT", datetime(2021, 6, 1, tzinfo=UTC))
+    product.directory.mkdir()
+    rng = np.random.default_rng(4)
+    s2 = rng.integers(100, 3000, (4, 128, 128), dtype=np.int16)
+    s2_20m = rng.integers(100, 3000, (6, 64, 64), dtype=np.int16)
+    s2_20m[:, :32] = S2_NODATA  # the upper half cannot be estimated
+    clm = np.zeros((1, 128, 128), np.uint8)
+    clm[:, 10:30, 10:30] = 2  # a cloud there: nothing to keep, nothing estimated
+    clm[:, 90:100, 90:100] = 2  # a cloud in the lower half: estimated
+    write_array(product.bands_10m, s2, crs=CRS, transform=TRANSFORM, nodata=S2_NODATA)
+    write_array(tmp_path / "s2_20m.tif", s2_20m, crs=CRS, transform=TRANSFORM @ Affine.scale(2), nodata=S2_NODATA)
+    write_array(product.cloud_mask, clm, crs=CRS, transform=TRANSFORM)
+    grid = reference_grid(product.bands_10m)
+    sources = [
+        RasterSource("s2_t", product.bands_10m, grid, nodata=S2_NODATA),
+        RasterSource("s2_20m_t", tmp_path / "s2_20m.tif", grid, scale=2, nodata=S2_NODATA),
+        ClearMaskSource("clear", product, grid),
+    ]
+    spec = OutputSpec("s2_estim", tmp_path / "out.tif", ["B2", "B3", "B4", "B8"], keep_input="s2_t", clear_key="clear")
+    StreamingEngine(SavedModelBackend(savedmodel), sources, grid, [spec], tile_size=64, pad=16).run()
+    out = read_all(tmp_path / "out.tif")
+    clear = clm[0] == 0
+    np.testing.assert_array_equal(out[:, clear], s2[:, clear])
+    assert (out[:, 10:30, 10:30] == S2_NODATA).all()
+    assert (out[:, 90:100, 90:100] != S2_NODATA).all() and (out[:, 90:100, 90:100] != s2[:, 90:100, 90:100]).any()

@@ -253,30 +253,30 @@ class StreamingEngine:
         return inputs, key_valid, valid & any_valid
 
     def compute(self, tile: Tile, inputs: dict, key_valid: dict, valid: np.ndarray) -> _TileResult:
-        """The arrays to write for a tile: model outputs (no-data where invalid), and intermediate inputs."""
+        """The arrays to write for a tile: model outputs (no-data where invalid; kept clear input pixels,
+        even where the model could not run), and intermediate inputs."""
         arrays = {}
+        results = None
         if valid.any():
             results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
-            destination = self.destinations[output.name]
             shape = (math.ceil(tile.height / output.scale), math.ceil(tile.width / output.scale))
-            output_valid = _resample_mask(valid, output.scale, shape)
-            if not valid.any():
-                arrays[destination.path] = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
-                continue
-            estimate = self._core(results[output.name][0], tile, output.scale)
-            if estimate.shape[:2] != shape:
-                raise InvalidArgumentError(
-                    f"output {output.name} is {results[output.name].shape[1:3]} for an input of "
-                    f"{self.tile_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
-                )
-            estimate = np.clip(np.rint(estimate), *OUTPUT_RANGE)
+            values = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
+            if results is not None:
+                estimate = self._core(results[output.name][0], tile, output.scale)
+                if estimate.shape[:2] != shape:
+                    raise InvalidArgumentError(
+                        f"output {output.name} is {results[output.name].shape[1:3]} for an input of "
+                        f"{self.tile_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
+                    )
+                output_valid = _resample_mask(valid, output.scale, shape)
+                values[output_valid] = np.clip(np.rint(estimate), *OUTPUT_RANGE)[output_valid]
             if output.keep_input:
                 kept = self._core(inputs[output.keep_input][0], tile, output.scale)
                 clear = self._core(inputs[output.clear_key][0, ..., 0], tile, 1) > 0.5
                 keep = _resample_mask(clear, output.scale, shape) & key_valid[output.keep_input]
-                estimate = np.where(keep[..., np.newaxis], kept, estimate)
-            arrays[destination.path] = np.where(output_valid[..., np.newaxis], estimate, S2_NODATA).astype(np.int16)
+                values[keep] = kept[keep]
+            arrays[self.destinations[output.name].path] = values
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], tile, destination.scale)

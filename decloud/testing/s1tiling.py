@@ -16,7 +16,7 @@ from decloud.preprocessing.constants import S1_NODATA
 from decloud.testing.rasters import write_generated_band
 from decloud.testing.regions import Rect, union_mask
 from decloud.testing.texture import texture
-from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN
+from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, greenness
 
 #: Backscatter range (dB) of each polarisation: cross-polarised VH is weaker than VV, as over land.
 DB_RANGES = {"vv": (-20.0, 0.0), "vh": (-25.0, -5.0)}
@@ -40,10 +40,16 @@ def s1tiling_name(
     return f"{satellite}_{tile.removeprefix('T')}_{polarisation}_{orbit_direction}_{relative_orbit:03d}_{stamp}.tif"
 
 
-def sigma0(window: Window, polarisation: str, seed: int) -> np.ndarray:
-    """Linear sigma0 (float32, never 0) of ``polarisation`` over ``window``: a texture in dB converted to linear."""
+def sigma0(window: Window, polarisation: str, seed: int, season: float | None = None) -> np.ndarray:
+    """Linear sigma0 (float32, never 0) of ``polarisation`` over ``window``: a texture in dB converted to linear.
+    With ``season``, the backscatter also rises with the vegetation cover of the seasonal landscape that the
+    Sentinel-2 generator draws for the same ``seed`` (:func:`decloud.testing.theia.greenness`), as it does
+    over growing crops, so that the radar tells how green a field is under the clouds."""
     low, high = DB_RANGES[polarisation]
-    decibels = low + (high - low) * texture(window, _TEXTURE_BANDS[polarisation], seed).astype(np.float64)
+    share = texture(window, _TEXTURE_BANDS[polarisation], seed).astype(np.float64)
+    if season is not None:
+        share = 0.15 + 0.25 * share + 0.5 * greenness(window, seed, 1, season)
+    decibels = low + (high - low) * share
     return (10.0 ** (decibels / 10.0)).astype(np.float32)
 
 
@@ -61,9 +67,10 @@ def make_s1tiling_pair(
     nodata: Sequence[Rect] = (),
     seed: int = 0,
     time_unknown: bool = False,
+    season: float | None = None,
 ) -> tuple[Path, Path]:
     """Write the vv and vh files of one acquisition of ``shape`` (rows, cols at 10 m) in ``out_dir``,
-    0 (no data) inside the ``nodata`` rectangles; return their paths (vv, vh)."""
+    0 (no data) inside the ``nodata`` rectangles; return their paths (vv, vh). ``season``: see :func:`sigma0`."""
     height, width = shape
     transform = Affine(10.0, 0.0, origin[0], 0.0, -10.0, origin[1])
     paths = []
@@ -79,7 +86,7 @@ def make_s1tiling_pair(
         )
 
         def values(window: Window, polarisation: str = polarisation) -> np.ndarray:
-            return np.where(union_mask(nodata, window), S1_NODATA, sigma0(window, polarisation, seed))
+            return np.where(union_mask(nodata, window), S1_NODATA, sigma0(window, polarisation, seed, season))
 
         paths.append(
             write_generated_band(
