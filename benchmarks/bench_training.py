@@ -25,21 +25,11 @@ import tensorflow as tf
 from decloud.models.data import model_dataset
 from decloud.models.registry import available_models, create_model
 from decloud.models.training import TrainingConfig, compile_model
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUT_OF, LAYOUTS, layout_keys, write_records
 
 PATCH = 256
 BATCH = 4
 REQUIRED_RATIO = 3.0
-LAYOUT_OF = {
-    "crga_os1_unet": "crga_os1",
-    "crga_os2_unet": "crga_os2",
-    "crga_os2_david": "crga_os2",
-    "gapfilling": "crga_os2",
-    "meraner_original": "meraner",
-    "meraner_unet": "meraner",
-    "monthly_synthesis_6_s2_images": "monthly_s2",
-    "monthly_synthesis_6_s2s1_images": "monthly_s2s1",
-}
 
 
 def model_steps_per_second(name: str, records: Path, steps: int) -> tuple[float, int]:

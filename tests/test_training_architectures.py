@@ -13,19 +13,8 @@ from decloud.models.model import PADS
 from decloud.models.onnx_export import export_onnx, run_onnx
 from decloud.models.registry import BUILTIN_MODULES, available_models, create_model, model_class
 from decloud.models.training import TrainingConfig, train
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUT_OF, LAYOUTS, layout_keys, write_records
 
-#: Layout whose records feed each architecture.
-LAYOUT_OF = {
-    "crga_os1_unet": "crga_os1",
-    "crga_os2_unet": "crga_os2",
-    "crga_os2_david": "crga_os2",
-    "gapfilling": "crga_os2",
-    "meraner_original": "meraner",
-    "meraner_unet": "meraner",
-    "monthly_synthesis_6_s2_images": "monthly_s2",
-    "monthly_synthesis_6_s2s1_images": "monthly_s2s1",
-}
 #: Tiny widths: the contract is under test here, not the capacity.
 TINY = {"filters": 4, "depth": 2}
 CASES = [(name, False) for name in sorted(LAYOUT_OF)] + [("crga_os2_unet", True)]

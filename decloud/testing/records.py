@@ -122,6 +122,19 @@ def write_records(
     return Path(folder)
 
 
+#: The layout (of LAYOUTS) whose records feed each registered architecture.
+LAYOUT_OF = {
+    "crga_os1_unet": "crga_os1",
+    "crga_os2_unet": "crga_os2",
+    "crga_os2_david": "crga_os2",
+    "gapfilling": "crga_os2",
+    "meraner_original": "meraner",
+    "meraner_unet": "meraner",
+    "monthly_synthesis_6_s2_images": "monthly_s2",
+    "monthly_synthesis_6_s2s1_images": "monthly_s2s1",
+}
+
+
 def layout_keys(
     acquisitions: dict[str, Iterable[str]], *, with_20m_bands: bool = False, with_dem: bool = False
 ) -> list[str]:
