@@ -4,25 +4,11 @@
         --model MODEL --out_dir OUT [--dem DEM] [--start 2020-01-01 --end 2020-12-31] [--overwrite]
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
 
-from decloud.core.cli import run_command
-from decloud.production import timeseries
+from decloud.production.timeseries import command
 
-KIND = "meraner"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return timeseries.build_parser(KIND)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser(), lambda args: timeseries.run(KIND, args), argv)
-
+build_parser, main = command("meraner")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from decloud.core.cli import run_command
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
 from decloud.core.progress import progress
 from decloud.preprocessing.constants import S1_SUFFIX_VVVH
@@ -214,3 +216,15 @@ def run(kind: str, args: argparse.Namespace) -> None:
         kind, args.s2_dir, args.s1_dir, args.dem, args.model, args.out_dir, inference_options(args),
         Period(args.start, args.end, area), overwrite=args.overwrite, candidates=getattr(args, "candidates", 3),
     )  # fmt: skip
+
+
+def command(kind: str) -> tuple[Callable[[], argparse.ArgumentParser], Callable[[Sequence[str] | None], int]]:
+    """``build_parser`` and ``main`` of the time-series processor of ``kind``, for its command module."""
+
+    def build() -> argparse.ArgumentParser:
+        return build_parser(kind)
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run_command(build_parser(kind), lambda args: run(kind, args), argv)
+
+    return build, main
