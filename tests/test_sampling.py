@@ -226,7 +226,7 @@ def test_sample_reader_reads_the_recorded_location(tile_data, tmp_path):
     catalog = load_tile_catalog(TilesConfig.load(tile_data / "tiles.json"), "T31TEJ", tmp_path)
     layout = crga_like_layout()
     found = find_tuples(layout, catalog, None, 128)
-    reader = SampleReader([catalog], layout, 128, with_20m_bands=True)
+    reader = SampleReader([catalog], 128, with_20m_bands=True)
     sample = reader.read(found, len(found) - 1)
     reader.close()
     assert set(sample) == set(layout.keys(with_20m_bands=True, with_dem=False))

@@ -74,9 +74,13 @@ class LoadedModel:
     def load(cls, path: str | os.PathLike[str]) -> LoadedModel:
         """The model and what its description (``decloud_model.json`` in a SavedModel, ``<name>.json``
         beside an ONNX file) says about tiling."""
+        # Imported here: they import TensorFlow, which a --help or a bad-argument error need not wait for.
+        from decloud.models.export import DESCRIPTION_FILE
+        from decloud.models.onnx_export import metadata_path
+
         path = Path(path)
         backend = load_backend(path)
-        description_file = path.with_suffix(".json") if path.suffix.lower() == ".onnx" else path / "decloud_model.json"
+        description_file = metadata_path(path) if path.suffix.lower() == ".onnx" else path / DESCRIPTION_FILE
         description = json.loads(description_file.read_text()) if description_file.is_file() else {}
         margin = description.get("tiling", {}).get("margin_10m_pixels")
         return cls(backend, path, int(description.get("size_multiple", 1)), margin)

@@ -16,7 +16,6 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from decloud.acquisitions.sensing_layout import AcquisitionsLayout
 from decloud.core import keys
 from decloud.core.errors import GridMismatchError, InputNotFoundError
 from decloud.core.raster import Grid, open_raster, read_window
@@ -30,14 +29,12 @@ class SampleReader:
     def __init__(
         self,
         catalogs: Sequence[TileCatalog],
-        layout: AcquisitionsLayout,
         patchsize: int,
         *,
         with_20m_bands: bool = False,
         with_dem: bool = False,
     ) -> None:
         self.catalogs = list(catalogs)
-        self.layout = layout
         self.patchsize = patchsize
         self.with_20m_bands = with_20m_bands
         self.with_dem = with_dem
