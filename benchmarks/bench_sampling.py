@@ -3,7 +3,7 @@
 1. Builds a synthetic catalog of a full 10980 x 10980 tile (172 x 172 elementary patches): 73 prepared S2
    products (every 5 days) and 120 S1 images (every 3 days) with their per-patch statistics rasters.
 2. Times indexing it (first run: reads every statistics raster; second run: from the on-disk index), and
-   finding all tuples of the CRGA OS2 layout (configs/acquisitions/crga_os2.json) for 256 x 256 patches.
+   finding all tuples of the CRGA OS2 layout (decloud/acquisitions/layouts/crga_os2.json) for 256 x 256 patches.
 3. Times writing 256 x 256 CRGA samples into TFRecords, and reading + parsing them back with tf.data.
 4. Times create-tfrecords end to end (patches read from prepared GeoTIFFs by worker threads while the
    main thread writes) on generated, prepared 2048 x 2048 products: 16 S2 dates and 27 S1 dates.
@@ -27,6 +27,7 @@ import numpy as np
 from affine import Affine
 
 from decloud.acquisitions.acquisition_factory import AcquisitionFactory
+from decloud.acquisitions.shipped import layout_path
 from decloud.core import keys
 from decloud.core.naming import S1ProductName
 from decloud.core.raster import write_array
@@ -48,7 +49,6 @@ from decloud.testing.regions import Rect
 from decloud.testing.s1tiling import make_s1tiling_pair
 from decloud.testing.theia import make_theia_product, theia_product_name
 
-REPO = Path(__file__).resolve().parents[1]
 TILE = "T31TEJ"
 GRID = 172  # elementary patches per side of a 10980 x 10980 tile
 TRANSFORM = Affine(640.0, 0.0, 499980.0, 0.0, -640.0, 4900020.0)
@@ -123,7 +123,7 @@ def end_to_end(root: Path, samples: int) -> None:
     tiles = root / "tiles.json"
     tiles.write_text(json.dumps({"S1_ROOT_DIR": "S1", "S2_ROOT_DIR": "S2", "TILES": [TILE]}))
     rois = generate_roi_rasters(tiles, ["train"], [1], root / "roi", patchsize=256)
-    request = DatasetRequest("train", REPO / "configs" / "acquisitions" / "crga_os2.json", root / "e2e", samples)
+    request = DatasetRequest("train", layout_path("crga_os2"), root / "e2e", samples)
     start = time.perf_counter()
     (summary,) = create_tfrecords(tiles, rois, [request], SamplingOptions(patchsize=256))
     seconds = time.perf_counter() - start
@@ -137,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=300, help="samples written and read back (300)")
     args = parser.parse_args()
-    layout = AcquisitionFactory.get_acquisition(REPO / "configs" / "acquisitions" / "crga_os2.json").resolved(0)
+    layout = AcquisitionFactory.get_acquisition(layout_path("crga_os2")).resolved(0)
 
     with tempfile.TemporaryDirectory() as workdir:
         root = Path(workdir)

@@ -25,7 +25,7 @@ from decloud.acquisitions.sensing_layout import (
 from decloud.core import keys
 from decloud.core.errors import InputNotFoundError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "acquisitions"
+CONFIGS = Path(__file__).resolve().parents[1] / "decloud" / "acquisitions" / "layouts"
 
 # The user guide's JSON example, verbatim (including "timeframe_origin": "True" and the reversed window).
 GUIDE_JSON = """
@@ -484,7 +484,7 @@ def test_shipped_layouts_load_and_round_trip_through_json(path, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
 
-# The acquisitions each model family reads (see configs/acquisitions/README.md).
+# The acquisitions each model family reads (see decloud/acquisitions/layouts/README.md).
 MODEL_ACQUISITIONS = {
     "meraner": ("t", {"t": "s1 s2", "target": "s2"}),
     "crga_os1": ("t", {"tm1": "s1 s2", "t": "s1 s2", "target": "s2"}),

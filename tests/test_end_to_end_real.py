@@ -53,7 +53,7 @@ def assert_clear_pixels_kept(product: Path, output: Path) -> None:
 def test_chain_on_the_real_time_series(shared_data, tmp_path):
     products = sorted((shared_data / "eolearn-timeseries" / "S2" / "T33TVL").iterdir())
     rois = prepare_and_split(products, "T33TVL", tmp_path)
-    layout = REPO_ROOT / "configs" / "acquisitions" / "crga_os2_s2only.json"
+    layout = REPO_ROOT / "decloud" / "acquisitions" / "layouts" / "crga_os2_s2only.json"
     model = sample_and_train(tmp_path, layout, rois)
     summary = json.loads((tmp_path / "records" / "summary.json").read_text())
     assert summary["total_samples"] >= 1  # t = 08-20 (cloudy): tm1 07-31, tp1 09-09, target 08-30

@@ -20,8 +20,9 @@ import numpy as np
 import pyogrio.raw
 import shapely
 
+from decloud.acquisitions.shipped import layout_path
 from decloud.core.atomic import atomic_file
-from decloud.core.errors import InputNotFoundError, InvalidArgumentError
+from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
 from decloud.demo.quicklook import write_quicklook
@@ -41,8 +42,8 @@ from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, cre
 
 log = logging.getLogger(__name__)
 
-#: The layout of the samples (the repository's configs/acquisitions/crga_os2.json), and the model it feeds.
-LAYOUT_FILE = Path(__file__).resolve().parents[2] / "configs" / "acquisitions" / "crga_os2.json"
+#: The layout of the samples (the shipped layout crga_os2.json), and the model it feeds.
+LAYOUT_FILE = layout_path("crga_os2")
 MODEL = "crga_os2_unet"
 DATASETS = ("train", "valid", "test")
 #: Shares of the tile's rows of patches given to the valid and test datasets (at least one row each), from
@@ -207,8 +208,6 @@ def write_band_polygon(path: Path, grid: Grid, first_row: int, last_row: int) ->
 
 
 def write_records(paths: DemoPaths, sizes: DemoSizes, seed: int, rois_json: Path) -> None:
-    if not LAYOUT_FILE.is_file():
-        raise InputNotFoundError(LAYOUT_FILE, "acquisitions layout of the demo (configs/ of the source checkout)")
     paths.layout.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(LAYOUT_FILE, paths.layout)  # beside the results: the layout the records were made with
     requests = [

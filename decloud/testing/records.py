@@ -33,7 +33,7 @@ TARGET_ACQUISITION = "target"
 _OFFSET = re.compile(r"^(tm|tp|d)(\d+)$")
 _TIMESTAMPS = {keys.S1: keys.S1_TIMESTAMP, keys.S2: keys.S2_TIMESTAMP}
 
-#: The shipped layouts' acquisitions (configs/acquisitions/*.json).
+#: The shipped layouts' acquisitions (decloud/acquisitions/layouts/*.json).
 S1_S2 = (keys.S1, keys.S2)
 LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "meraner": {"t": S1_S2, "target": (keys.S2,)},
