@@ -13,11 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real Sentinel data shipped beside the repository (never copied into it).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: Set to 1 (CI does) to make the tests that need the real data fail, instead of skip, when it is absent.
+REQUIRE_SHARED_DATA = "DECLOUD_REQUIRE_SHARED_DATA"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder of real Sentinel data; tests that need it skip with the reason when it is absent."""
+    """The folder of real Sentinel data; tests that need it skip with the reason when it is absent (fail when
+    DECLOUD_REQUIRE_SHARED_DATA=1, so that a CI run cannot pass without having run them)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real Sentinel data not found at {SHARED_DATA} (../shared/data beside the repository)")
+        reason = f"real Sentinel data not found at {SHARED_DATA} (../shared/data beside the repository)"
+        if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_SHARED_DATA}=1 requires it", pytrace=False)
+        pytest.skip(reason)
     return SHARED_DATA
