@@ -1,5 +1,5 @@
-"""Evaluation of a SavedModel against the baselines: copy of the nearest date (known answers), linear
-gap-filling (the gap-filling SavedModel must score exactly like the baseline), the report and the CLI."""
+"""Evaluation of a SavedModel against the baselines: copy of the nearest date (known answers), the scores
+of a model and of both baselines against numpy computations of them, the report and the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from decloud.models.export import export_savedmodel
 from decloud.models.model_evaluation import main
 from decloud.models.registry import create_model
 from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.sampling.tfrecords import RecordsWriter
+from decloud.testing.records import LAYOUTS, layout_keys, plausible_sample, write_records
 
 DAY = 86400.0
 N = S2_NODATA
@@ -54,19 +55,98 @@ def gapfilling_savedmodel(tmp_path_factory):
     return export_savedmodel(model.model(), model, tmp_path_factory.mktemp("gapfilling") / "savedmodel")
 
 
-def test_the_gapfilling_model_scores_exactly_like_the_gapfilling_baseline(gapfilling_savedmodel, crga_records):
-    report = evaluate(gapfilling_savedmodel, crga_records, batch_size=2)
+#: Days of tm1, t (the cloudy image, 10 minutes after the target) and tp1 from the target: tm1 is the nearest.
+OFFSETS_DAYS = {"tm1": -4.0, "t": 600 / DAY, "tp1": 12.0, "target": 0.0}
+#: The "model" under evaluation: a fixed blend of tm1 and tp1 (prepared units), no-data included.
+BLEND = (0.75, 0.25)
+
+
+def skewed_samples(n_samples: int) -> list[dict[str, np.ndarray]]:
+    """CRGA OS2 samples with uneven dates around the target and no-data holes in tm1 and tp1 (disjoint)."""
+    names = layout_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
+    samples = []
+    for index in range(n_samples):
+        sample = plausible_sample(names, 64, index, seed=3)
+        reference = float(sample["s2_timestamp_target"])
+        for acquisition, days in OFFSETS_DAYS.items():
+            sample[f"s2_timestamp_{acquisition}"] = np.float64(reference + days * DAY)
+        for source, size in (("s2", 64), ("s2_20m", 32)):
+            sample[f"{source}_tm1"][: size // 4, size // 2 :] = N  # a corner of tm1 is no-data
+            sample[f"{source}_tp1"][size // 2 :, : size // 4] = N  # another of tp1
+        samples.append(sample)
+    return samples
+
+
+def blend_savedmodel(path):
+    """A SavedModel outside decloud's models: s2_estim = 0.75 s2_tm1 + 0.25 s2_tp1 (and the same at 20 m)."""
+    import keras
+
+    inputs, outputs = {}, {}
+    for source, channels in (("s2", 4), ("s2_20m", 6)):
+        before = inputs[f"{source}_tm1"] = keras.Input((None, None, channels), name=f"{source}_tm1")
+        after = inputs[f"{source}_tp1"] = keras.Input((None, None, channels), name=f"{source}_tp1")
+        scaled = [keras.layers.Rescaling(weight)(image) for weight, image in zip(BLEND, (before, after), strict=True)]
+        outputs[f"{source}_estim"] = keras.layers.Add()(scaled)
+    keras.Model(inputs, outputs).export(str(path), verbose=False)
+    return path
+
+
+def scores(samples, source: str, estimate) -> dict[str, float]:
+    """MAE, MSE (pooled over every value whose target is valid) and that count, in reflectance (x 1e-4)."""
+    errors = []
+    for sample in samples:
+        target = sample[f"{source}_target"].astype(np.float64)
+        valid = target != N
+        errors.append((estimate(sample, source).astype(np.float64)[valid] - target[valid]) * 1e-4)
+    errors = np.concatenate(errors)
+    return {"mae": np.abs(errors).mean(), "mse": np.square(errors).mean(), "valid_pixels": errors.size}
+
+
+def blend(sample, source):
+    return BLEND[0] * sample[f"{source}_tm1"].astype(np.float64) + BLEND[1] * sample[f"{source}_tp1"]
+
+
+def nearest_valid(sample, source):
+    """tm1 (4 days away) where valid, else tp1 (12 days): the cloudy image of the target's day is never copied."""
+    return np.where(sample[f"{source}_tm1"] == N, sample[f"{source}_tp1"], sample[f"{source}_tm1"])
+
+
+def linear_in_time(sample, source):
+    """Independent gap-filling: interpolate at t's date; copy the valid date where the other is no-data."""
+    before, after = (sample[f"{source}_{name}"].astype(np.float64) for name in ("tm1", "tp1"))
+    stamps = {name: float(sample[f"s2_timestamp_{name}"]) for name in ("tm1", "t", "tp1")}
+    weight = (stamps["t"] - stamps["tm1"]) / (stamps["tp1"] - stamps["tm1"])
+    blended = before + weight * (after - before)
+    return np.where(before == N, after, np.where(after == N, before, blended))
+
+
+def test_the_model_and_the_baselines_score_as_numpy_computes_them(tmp_path):
+    samples = skewed_samples(5)
+    with RecordsWriter(tmp_path / "test", 2) as writer:
+        for sample in samples:
+            writer.write(sample)
+    report = evaluate(blend_savedmodel(tmp_path / "blend"), tmp_path / "test", batch_size=2)
     assert report["samples"] == 5
     assert set(report["outputs"]) == {"s2_estim", "s2_20m_estim"}
-    for output, bands in (("s2_estim", S2_BANDS_10M), ("s2_20m_estim", S2_BANDS_20M)):
+    # the generated targets are no-data in their upper-left 1/8 x 1/8 corner: 5 x (64² - 8²) x 4 bands at 10 m
+    counted = {"s2_estim": 5 * (64 * 64 - 8 * 8) * 4, "s2_20m_estim": 5 * (32 * 32 - 4 * 4) * 6}
+    for output, source, bands in (("s2_estim", "s2", S2_BANDS_10M), ("s2_20m_estim", "s2_20m", S2_BANDS_20M)):
         methods = report["outputs"][output]["methods"]
         assert set(methods) == {"model", "gapfilling", "copy_nearest_date"}
         assert list(methods["model"]["per_band"]) == list(bands)
-        for metric, value in methods["model"]["overall"].items():
-            assert value == pytest.approx(methods["gapfilling"]["overall"][metric], rel=1e-6), metric
-        # copying the nearest date (tm1 and tp1 are 10 days away) is not interpolating between them
-        assert methods["copy_nearest_date"]["overall"]["mae"] != methods["gapfilling"]["overall"]["mae"]
-        assert methods["model"]["overall"]["valid_pixels"] < 5 * 64 * 64 * len(bands)  # target no-data left out
+        expected = {
+            "model": scores(samples, source, blend),
+            "gapfilling": scores(samples, source, linear_in_time),
+            "copy_nearest_date": scores(samples, source, nearest_valid),
+        }
+        for method, values in expected.items():
+            overall = methods[method]["overall"]
+            assert overall["valid_pixels"] == values["valid_pixels"] == counted[output]
+            assert overall["mae"] == pytest.approx(values["mae"], rel=1e-5), (output, method)
+            assert overall["mse"] == pytest.approx(values["mse"], rel=1e-5), (output, method)
+        # three different answers: the check above tells them apart
+        maes = [expected[method]["mae"] for method in expected]
+        assert min(abs(a - b) for i, a in enumerate(maes) for b in maes[i + 1 :]) > 1e-3
 
 
 def test_command_line_prints_and_writes_the_report(gapfilling_savedmodel, crga_records, tmp_path, capsys):
