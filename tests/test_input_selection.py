@@ -151,6 +151,24 @@ def test_sources_select_from_prepared_products(tmp_path):
     # Mirrored margin: row -1 is row 0.
     np.testing.assert_array_equal(values[15], values[16])
     assert expected_valid.mean() > 0.5
+    # The 20 m bands follow the date chosen (by the brute-force reference) for the upper-left 10 m pixel of
+    # each 20 m pixel, read from that product's own 20 m raster.
+    chosen, _ = brute_force_pairs(
+        (s2_values != S2_NODATA).all(-1) & (clm == 0), [p.acquired.timestamp() for p in s2],
+        (s1_values != S1_NODATA).all(-1), [i.acquired.timestamp() for i in s1], target.timestamp(), 72,
+    )  # fmt: skip
+    assert len(set(np.unique(chosen)) - {-1}) >= 2  # several dates are picked
+    s2_20m = read_all([p.bands_20m for p in s2])
+    chosen_20m = chosen[::2, ::2]
+    expected_20m = np.full((64, 64, 6), S2_NODATA, np.float32)
+    for r in range(64):
+        for c in range(64):
+            if chosen_20m[r, c] >= 0:
+                expected_20m[r, c] = s2_20m[chosen_20m[r, c], r, c]
+    values_20m, valid_20m = data["s2_20m_tm1"]
+    assert values_20m.shape == (80, 80, 6)
+    np.testing.assert_array_equal(values_20m[8:72, 8:72], expected_20m)
+    np.testing.assert_array_equal(valid_20m[8:72, 8:72], chosen_20m >= 0)
     with S1MosaicSource("t", s1, target, grid) as source:
         mosaicked = source.read({1: Window(0, 0, 128, 128)})["s1_t"]
     expected_mosaic, expected_mosaic_valid, _ = mosaic(
