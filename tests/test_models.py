@@ -17,16 +17,12 @@ from decloud.models.gapfilling import interpolate, interpolation_weight
 from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
 from decloud.models.registry import available_models, create_model, import_modules, register
-from decloud.preprocessing.constants import (
-    DEM_MODEL_SCALE,
-    S1_MODEL_SCALE,
-    S2_BANDS_10M,
-    S2_MODEL_SCALE,
-    S2_NODATA,
-)
+from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
 from decloud.sampling.tfrecords import RecordsError
 from decloud.testing.records import LAYOUTS, layout_keys, write_records
 
+#: Prepared Sentinel-2 values to reflectance (the data contract).
+S2_SCALE = 1e-4
 ARCHITECTURES = [
     "crga_os1_unet",
     "crga_os2_david",
@@ -113,9 +109,10 @@ def test_inputs_are_scaled_by_their_source():
         "dem": np.full((1, 1, 1, 1), 800.0),
     }
     scaled = {name: np.asarray(tensor) for name, tensor in model.normalize_model_inputs(values).items()}
-    np.testing.assert_allclose(scaled["s1_t"], 65535 * S1_MODEL_SCALE)
-    np.testing.assert_allclose(scaled["s2_t"], 2500 * S2_MODEL_SCALE)
-    np.testing.assert_allclose(scaled["dem"], 800 * DEM_MODEL_SCALE)
+    # The data contract: S1 / 65535, S2 and DEM x 1e-4.
+    np.testing.assert_allclose(scaled["s1_t"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(scaled["s2_t"], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(scaled["dem"], 0.08, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -150,15 +147,15 @@ def test_crop_of_a_small_image_is_empty_not_an_error():
 
 
 def test_gapfilling_interpolates_in_time_and_falls_back_on_the_valid_date():
-    before = np.array([[[[0.1, 0.2]], [[0.1, S2_NODATA * S2_MODEL_SCALE]]]], np.float32)  # (1, 2, 1, 2)
-    after = np.array([[[[0.3, S2_NODATA * S2_MODEL_SCALE]], [[0.5, S2_NODATA * S2_MODEL_SCALE]]]], np.float32)
+    before = np.array([[[[0.1, 0.2]], [[0.1, S2_NODATA * S2_SCALE]]]], np.float32)  # (1, 2, 1, 2)
+    after = np.array([[[[0.3, S2_NODATA * S2_SCALE]], [[0.5, S2_NODATA * S2_SCALE]]]], np.float32)
     day = 86400.0
     weight = interpolation_weight(np.array([1.6e9]), np.array([1.6e9 + 5 * day]), np.array([1.6e9 + 20 * day]))
     assert np.asarray(weight).shape == (1, 1, 1, 1)
     np.testing.assert_allclose(np.asarray(weight), 0.25)
     result = np.asarray(interpolate(before, after, weight))
     np.testing.assert_allclose(result[0, 0, 0], [0.1 + 0.25 * 0.2, 0.2], rtol=1e-6)
-    np.testing.assert_allclose(result[0, 1, 0], [0.1 + 0.25 * 0.4, S2_NODATA * S2_MODEL_SCALE], rtol=1e-6)
+    np.testing.assert_allclose(result[0, 1, 0], [0.1 + 0.25 * 0.4, S2_NODATA * S2_SCALE], rtol=1e-6)
     same = interpolation_weight(np.array([1.6e9]), np.array([1.6e9]), np.array([1.6e9]))
     np.testing.assert_allclose(np.asarray(same), 0.5)
 
@@ -175,7 +172,7 @@ def _pair(seed=0, shape=(2, 16, 16, 4)):
 def test_metrics_and_losses_count_only_valid_target_pixels():
     target, estimate = _pair()
     valid = target != S2_NODATA
-    error = (estimate - target) * S2_MODEL_SCALE
+    error = (estimate - target) * S2_SCALE
     for kind, expected in {"mae": np.abs(error)[valid].mean(), "mse": np.square(error)[valid].mean()}.items():
         metric = metrics.MaskedImageMetric(kind)
         metric.update_state(target[:1], estimate[:1])
@@ -185,7 +182,7 @@ def test_metrics_and_losses_count_only_valid_target_pixels():
     psnr = metrics.MaskedImageMetric("psnr")
     psnr.update_state(target, estimate)
     np.testing.assert_allclose(float(psnr.result()), np.mean([10 * np.log10(1 / m) for m in per_image_mse]), rtol=1e-4)
-    reference, predicted = target * S2_MODEL_SCALE, estimate * S2_MODEL_SCALE
+    reference, predicted = target * S2_SCALE, estimate * S2_SCALE
     cosine = (reference * predicted).sum(-1) / np.linalg.norm(reference, axis=-1) / np.linalg.norm(predicted, axis=-1)
     pixels = valid.all(-1)
     sam = metrics.MaskedImageMetric("sam")
@@ -219,7 +216,7 @@ def test_band_accumulator_gives_per_band_and_overall_values():
     accumulator.update(target[1:], estimate[1:])
     results = accumulator.results()
     valid = target != S2_NODATA
-    error = (estimate - target) * S2_MODEL_SCALE
+    error = (estimate - target) * S2_SCALE
     for index, band in enumerate(S2_BANDS_10M):
         band_error = error[..., index][valid[..., index]]
         np.testing.assert_allclose(results["per_band"][band]["mae"], np.abs(band_error).mean(), rtol=1e-5)

@@ -14,7 +14,6 @@ from decloud.models.export import export_savedmodel
 from decloud.models.export_onnx import main
 from decloud.models.onnx_export import export_onnx, metadata_path, run_onnx
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import DEM_MODEL_SCALE, S1_MODEL_SCALE, S2_BANDS_20M, S2_MODEL_SCALE
 
 
 def savedmodel(tmp_path, name: str, **params):
@@ -28,9 +27,11 @@ def test_metadata_of_a_network_with_20m_bands_and_dem(tmp_path):
     assert metadata_path(tmp_path / "david.onnx") == tmp_path / "david.json"
     inputs = {item["name"]: item for item in metadata["inputs"]}
     assert set(inputs) == set(model.input_keys())
-    assert inputs["s1_t"]["scale_in_graph"] == S1_MODEL_SCALE and inputs["s1_t"]["bands"] == ["VV", "VH"]
-    assert inputs["s2_20m_tp1"]["scale_in_graph"] == S2_MODEL_SCALE and inputs["s2_20m_tp1"]["pixel_size_m"] == 20
-    assert inputs["s2_20m_tp1"]["bands"] == list(S2_BANDS_20M) and inputs["dem"]["scale_in_graph"] == DEM_MODEL_SCALE
+    # The data contract: S1 / 65535, S2 and DEM x 1e-4, 20 m bands B5, B6, B7, B8A, B11, B12.
+    assert inputs["s1_t"]["scale_in_graph"] == pytest.approx(1 / 65535) and inputs["s1_t"]["bands"] == ["VV", "VH"]
+    assert inputs["s2_20m_tp1"]["scale_in_graph"] == pytest.approx(1e-4) and inputs["s2_20m_tp1"]["pixel_size_m"] == 20
+    assert inputs["s2_20m_tp1"]["bands"] == ["B5", "B6", "B7", "B8A", "B11", "B12"]
+    assert inputs["dem"]["scale_in_graph"] == pytest.approx(1e-4)
     outputs = {item["name"]: item for item in metadata["outputs"]}
     assert outputs["s2_20m_estim_pad64"]["cropped_pixels_per_side"] == 32
     assert metadata["size_multiple"] == 4 and metadata["model"] == "crga_os2_david"
