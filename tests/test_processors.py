@@ -34,6 +34,9 @@ START = datetime(2021, 6, 2, 10, 30, tzinfo=UTC)
 S2_DATES = [START + timedelta(days=5 * i) for i in range(6)]  # 2, 7, 12, 17, 22, 27 June
 S1_DATES = [(START + timedelta(days=2 * i - 1)).replace(hour=6) for i in range(15)]
 CLOUDS = {2: [Rect(30, 40, 50, 60)], 3: [Rect(0, 0, 136, 40)]}
+#: No-data in the S1 image of 17 June 06:00 (index 8), the one closest to the S2 date of 17 June 10:30: the
+#: S1 mosaics there take 19 June 06:00 (43.5 h away) before 15 June 06:00 (52.5 h).
+S1_NODATA_RECTS = {8: [Rect(20, 30, 40, 50)]}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,8 @@ def tile(tmp_path_factory) -> Path:
         )  # fmt: skip
         prepare_s2_product(raw, root / "S2")
     for index, date in enumerate(S1_DATES):
-        _, vh = make_s1tiling_pair(root / "raw_s1", acquired=date, shape=SHAPE, seed=index)
+        nodata = S1_NODATA_RECTS.get(index, [])
+        _, vh = make_s1tiling_pair(root / "raw_s1", acquired=date, shape=SHAPE, seed=index, nodata=nodata)
         prepare_s1_image(vh, root / "S1")
     transform = Affine(30, 0, DEFAULT_ORIGIN[0] - 300, 0, -30, DEFAULT_ORIGIN[1] + 300)
     make_dem(root / "raw_dem.tif", crs=DEFAULT_CRS, transform=transform, shape=(70, 80))
@@ -63,13 +67,42 @@ def s1_files(tile: Path) -> list[Path]:
     return sorted((tile / "S1" / "T31TEJ").glob("*_from-10to3dB.tif"))
 
 
+def s1_date(path: Path) -> datetime:
+    """The date in a prepared S1 name, s1x_<tile>_vvvh_<ASC|DES>_<orbit>_<yyyymmddthhmmss>_from-10to3dB.tif."""
+    return datetime.strptime(Path(path).name.split("_")[5], "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
+
+
 def s1_near(tile: Path, date: datetime, hours: float = 72) -> list[str]:
-    near = []
-    for path in s1_files(tile):
-        stamp = datetime.strptime(path.name.split("_")[5], "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
-        if abs((stamp - date).total_seconds()) <= hours * 3600:
-            near.append(str(path))
-    return near
+    return [str(path) for path in s1_files(tile) if abs((s1_date(path) - date).total_seconds()) <= hours * 3600]
+
+
+def s1_mosaic(paths: list[str], date: datetime) -> np.ndarray:
+    """Independent S1 mosaic: per pixel, the image closest in time to ``date`` whose VV and VH are not 0."""
+    by_distance = sorted(paths, key=lambda path: abs((s1_date(path) - date).total_seconds()))
+    mosaic = np.zeros((*SHAPE, 2), np.uint16)
+    for path in reversed(by_distance):  # the closest written last, on top
+        image = read(Path(path))
+        valid = (image != 0).all(axis=-1)
+        mosaic[valid] = image[valid]
+    return mosaic
+
+
+def model_on_whole_images(model: Path, inputs: dict[str, np.ndarray], margin: int) -> dict[str, np.ndarray]:
+    """The SavedModel run once on the whole inputs mirrored by ``margin`` 10 m pixels (half at 20 m), its
+    outputs cropped back and rounded to int16 as the processors write them. SHAPE is a multiple of the
+    models' size multiple (4), so no other padding is needed."""
+    backend = SavedModelBackend(model)
+    assert set(inputs) == set(backend.inputs)
+    feed = {}
+    for key, values in inputs.items():
+        m = margin // 2 if key.startswith("s2_20m") or key == "dem" else margin  # 20 m keys
+        feed[key] = np.pad(values.astype(np.float32), ((m, m), (m, m), (0, 0)), mode="symmetric")[np.newaxis]
+    outputs = backend.run(feed, [name for name in ("s2_estim", "s2_20m_estim") if name in backend.outputs])
+    cropped = {}
+    for name, values in outputs.items():
+        m = margin // 2 if name == "s2_20m_estim" else margin
+        cropped[name] = np.clip(np.rint(values[0, m:-m, m:-m]), S2_NODATA + 1, 32767)
+    return cropped
 
 
 def export(tmp_path_factory, name: str, **params) -> Path:
@@ -194,28 +227,49 @@ def test_bad_inputs_fail_without_output(tile, crga_os2, crga_os1, foreign_model,
     assert not list(tmp_path.glob(".decloud-tmp*"))
 
 
-def test_meraner_processor(tile, tmp_path_factory, tmp_path):
+def test_meraner_processor_output_is_the_model_on_independently_read_inputs(tile, tmp_path_factory, tmp_path):
     model = export(tmp_path_factory, "meraner_unet", filters=4, depth=2, with_20m_bands=True)
     s2 = products(tile)
+    target, s1 = s2[3], s1_near(tile, S2_DATES[3])
+    assert [s1_date(path).day for path in s1] == [15, 17, 19]
     output, output_20m = tmp_path / "m.tif", tmp_path / "m20.tif"
-    arguments = ["--il_s1", *s1_near(tile, S2_DATES[3]), "--in_s2", str(s2[3]), "--savedmodel", str(model)]
-    arguments += ["--output", str(output), "--output_20m", str(output_20m), "--with_20m_bands", "--ts", "64"]
+    arguments = ["--il_s1", *s1, "--in_s2", str(target), "--savedmodel", str(model), "--output", str(output)]
+    arguments += ["--output_20m", str(output_20m), "--with_20m_bands", "--ts", "64", "--pad", "16"]
     assert meraner_processor.main(arguments) == 0
-    assert grid_of(output) == grid_of(s2[3] / f"{s2[3].name}_FRE_10m.tif")
-    assert grid_of(output_20m) == grid_of(s2[3] / f"{s2[3].name}_FRE_20m.tif")
-    assert (read(output) != S2_NODATA).all() and (read(output_20m) != S2_NODATA).all()
+    assert grid_of(output) == grid_of(target / f"{target.name}_FRE_10m.tif")
+    assert grid_of(output_20m) == grid_of(target / f"{target.name}_FRE_20m.tif")
+    mosaic = s1_mosaic(s1, S2_DATES[3])
+    hole = (read(Path(s1[1])) == 0).all(axis=-1)
+    assert hole.sum() == 40 * 50
+    np.testing.assert_array_equal(mosaic[hole], read(Path(s1[2]))[hole])  # 19 June fills 17 June's hole
+    inputs = {
+        "s2_t": read(target / f"{target.name}_FRE_10m.tif"),
+        "s2_20m_t": read(target / f"{target.name}_FRE_20m.tif"),
+        "s1_t": mosaic,
+    }
+    expected = model_on_whole_images(model, inputs, 16)
+    np.testing.assert_allclose(read(output), expected["s2_estim"], atol=1)
+    np.testing.assert_allclose(read(output_20m), expected["s2_20m_estim"], atol=1)
 
 
-def test_monthly_synthesis_processor(tile, tmp_path_factory, tmp_path):
+def test_monthly_synthesis_processor_output_is_the_model_on_independently_read_inputs(tile, tmp_path_factory, tmp_path):
     model = export(tmp_path_factory, "monthly_synthesis_6_s2s1_images", filters=4, depth=2)
     output = tmp_path / "june.tif"
     arguments = ["--il_s2", *map(str, products(tile)), "--il_s1", *map(str, s1_files(tile))]
     arguments += ["--year", "2021", "--month", "6", "--savedmodel", str(model), "--output", str(output)]
-    assert monthly_synthesis_processor.main(arguments) == 0
+    assert monthly_synthesis_processor.main([*arguments, "--ts", "64", "--pad", "16"]) == 0
     first = products(tile)[0]
     assert grid_of(output) == grid_of(first / f"{first.name}_FRE_10m.tif")
+    # The six June products, in date order, each with the S1 mosaic of the images within 72 h of it.
+    inputs = {}
+    for index, (product, date) in enumerate(zip(products(tile), S2_DATES, strict=True)):
+        inputs[f"s2_d{index}"] = read(product / f"{product.name}_FRE_10m.tif")
+        inputs[f"s1_d{index}"] = s1_mosaic(s1_near(tile, date), date)
+    expected = model_on_whole_images(model, inputs, 16)["s2_estim"]
     # Every pixel is seen by some date, so the synthesis covers the whole image.
-    assert (read(output) != S2_NODATA).all()
+    estimate = read(output)
+    assert (estimate != S2_NODATA).all()
+    np.testing.assert_allclose(estimate, expected, atol=1)
     arguments[arguments.index("--month") + 1] = "7"
     assert monthly_synthesis_processor.main(arguments) == 1
 
