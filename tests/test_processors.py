@@ -1,5 +1,6 @@
 """The processors end to end on generated prepared products: outputs on the input grid, values equal to
-the model applied to the inputs they prepared, keep-clear, time series, and bad input."""
+the model applied to the whole inputs (those the CRGA processor wrote; for Meraner and monthly synthesis,
+inputs read and mosaicked here from the prepared rasters), keep-clear, time series, and bad input."""
 
 from __future__ import annotations
 
