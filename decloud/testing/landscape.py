@@ -364,12 +364,18 @@ def cover(phenology: Phenology, day: float | np.ndarray) -> tuple[np.ndarray, np
     )
 
 
+@lru_cache(maxsize=4)
+def _phenology(window: Window, seed: int) -> Phenology:
+    plan = layout(window, seed)
+    return parcel_phenology(plan.ground, plan.cell_r, plan.cell_c, seed)
+
+
 @lru_cache(maxsize=2)
 def _cover(window: Window, seed: int, day: float) -> tuple[Layout, np.ndarray, np.ndarray, np.ndarray]:
     """The layout of ``window`` and its per-pixel (green, dry, flower) covers on ``day``, with the growth
     patches, never above a full cover (cached: both polarisations read it)."""
     plan = layout(window, seed)
-    green, dry, flower = cover(parcel_phenology(plan.ground, plan.cell_r, plan.cell_c, seed), day)
+    green, dry, flower = cover(_phenology(window, seed), day)
     green = np.minimum(green * plan.patches, 1.0 - dry - flower)
     return plan, green, dry, flower
 
@@ -377,50 +383,71 @@ def _cover(window: Window, seed: int, day: float) -> tuple[Layout, np.ndarray, n
 def reflectance(window: Window, seed: int, conditions: Conditions) -> np.ndarray:
     """Cloud-free surface reflectance (0-1) of the 10 m pixels of ``window``, float32 (len(BANDS), rows, cols)
     in :data:`BANDS` order: per pixel, the green, dry and flower covers of its parcel's phenology with their
-    spectra over the soil (darker when wet), or the spectrum of water, roofs, pavement or gardens; field margins,
-    roads and the river banks mixed in by their share of the pixel."""
+    spectra over the soil (darker when wet) or the forest floor, or in villages roofs, pavement and gardens,
+    times the fine texture; then field margins, roads and the river mixed in by their share of the pixel. Every
+    pixel is thus a weighted sum of the spectra, computed as one matrix product."""
     plan, green, dry, flower = _cover(window, seed, conditions.day)
     wet = np.clip((conditions.moisture - MOISTURE_DRY) / (MOISTURE_WET - MOISTURE_DRY), 0.0, 1.0)
-    soil = SOIL[:, None, None] * (1.0 - WET_SOIL_DARKENING[:, None, None] * wet) * plan.soil
-    forest, urban = plan.ground == FOREST, plan.ground == URBAN
-    canopy = np.where(plan.ground == GRASSLAND, GREEN_GRASS[:, None, None], GREEN_CROP[:, None, None])
-    canopy = np.where(forest, CANOPY[:, None, None], canopy)
-    background = np.where(forest, LITTER[:, None, None], soil)
-    vegetation = (
-        green * canopy + dry * DRY_VEGETATION[:, None, None] + flower * FLOWERS[:, None, None]
-        + (1.0 - green - dry - flower) * background
-    )  # fmt: skip
-    town = plan.roofs * ROOFS[:, None, None] + (1 - plan.roofs) * PAVEMENT[:, None, None]
-    town = town * (1 - plan.gardens) + plan.gardens * (0.7 * GREEN_GRASS[:, None, None] + 0.3 * soil)
-    surface = np.where(urban, town, vegetation) * plan.detail
-    margin = 0.8 * GREEN_GRASS[:, None, None] + 0.2 * soil
-    surface = surface * (1 - plan.margin) + plan.margin * margin
-    surface = surface * (1 - plan.road) + plan.road * ASPHALT[:, None, None]
-    surface = surface * (1 - plan.water) + plan.water * WATER_SURFACE[:, None, None]
-    return surface.astype(np.float32)
+    forest, urban, grass = plan.ground == FOREST, plan.ground == URBAN, plan.ground == GRASSLAND
+    rural = ~urban
+    parcel = (1 - plan.margin) * (1 - plan.road) * (1 - plan.water) * plan.detail
+    margin = plan.margin * (1 - plan.road) * (1 - plan.water)
+    bare = (1.0 - green - dry - flower) * rural
+    built = urban * (1 - plan.gardens)
+    gardens = urban * plan.gardens
+    weights = (
+        (green * rural * ~forest * ~grass * parcel, GREEN_CROP),
+        ((green * grass * parcel) + 0.7 * gardens * parcel + 0.8 * margin, GREEN_GRASS),
+        (green * forest * parcel, CANOPY),
+        (dry * rural * parcel, DRY_VEGETATION),
+        (flower * rural * parcel, FLOWERS),
+        (
+            (bare * ~forest * parcel + 0.3 * gardens * parcel + 0.2 * margin) * plan.soil,
+            SOIL * (1 - WET_SOIL_DARKENING * wet),
+        ),
+        (bare * forest * parcel, LITTER),
+        (built * plan.roofs * parcel, ROOFS),
+        (built * (1 - plan.roofs) * parcel, PAVEMENT),
+        (plan.road * (1 - plan.water), ASPHALT),
+        (plan.water, WATER_SURFACE),
+    )
+    shares = np.empty((len(weights), *plan.ground.shape), dtype=np.float32)
+    for index, (share, _) in enumerate(weights):
+        shares[index] = share
+    spectra = np.stack([spectrum for _, spectrum in weights], axis=1).astype(np.float32)
+    surface = spectra @ shares.reshape(len(weights), -1)
+    return surface.reshape(len(BANDS), *plan.ground.shape)
+
+
+@lru_cache(maxsize=4)
+def _radar_ground(window: Window, seed: int, polarisation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the soil backscatter factor of the parcel (its moisture offset, +-0.02 m3/m3, and roughness,
+    +-1.5 dB) and the backscatter of the buildings (+-3 dB per block), both linear (cached per window)."""
+    plan = layout(window, seed)
+    offset = 0.04 * (hash_uniform(plan.cell_r, plan.cell_c, seed, _WET) - 0.5)
+    roughness = 3.0 * (hash_uniform(plan.cell_r, plan.cell_c, seed, _ROUGHNESS) - 0.5)
+    soil = _linear(SOIL_DB[polarisation][1] * offset + roughness)
+    rows, cols = (np.floor(centres / URBAN_BLOCK) for centres in pixel_centres(window))
+    buildings = _linear(URBAN_DB[polarisation] + 6.0 * (hash_uniform(rows, cols, seed, _SCATTERER) - 0.5))
+    return soil, buildings
 
 
 def backscatter(window: Window, seed: int, conditions: Conditions, polarisation: str) -> np.ndarray:
     """Linear sigma0 (before speckle) of ``polarisation`` ("vv" or "vh") over the 10 m pixels of ``window``: the
     water cloud model over vegetation, whose biomass index is the class's BIOMASS times its green cover (flowers
-    count as green, dry standing cover as half), over a soil whose backscatter rises with its moisture (regional,
-    +-0.02 per parcel) and its roughness (+-1.5 dB per parcel); water, asphalt and buildings (+-3 dB per block)
-    have their own, mixed in by their share of the pixel."""
+    count as green, dry standing cover as half), over a soil whose backscatter (dB) rises linearly with its
+    moisture (regional, +-0.02 per parcel) and its roughness (+-1.5 dB per parcel); water, asphalt and buildings
+    (+-3 dB per block) have their own, mixed in by their share of the pixel."""
     plan, green, dry, flower = _cover(window, seed, conditions.day)
-    biomass = np.zeros(plan.ground.shape)
-    for code, index in BIOMASS.items():
-        biomass = np.where(plan.ground == code, index, biomass)
+    biomass = np.array([BIOMASS.get(code, 0.0) for code in range(len(CLASSES) + 1)])[plan.ground]
     biomass = biomass * (green + flower + 0.5 * dry)
-    moisture = conditions.moisture + 0.04 * (hash_uniform(plan.cell_r, plan.cell_c, seed, _WET) - 0.5)
+    parcel_soil, buildings = _radar_ground(window, seed, polarisation)
     intercept, slope = SOIL_DB[polarisation]
-    roughness = 3.0 * (hash_uniform(plan.cell_r, plan.cell_c, seed, _ROUGHNESS) - 0.5)
-    soil = _linear(intercept + slope * np.clip(moisture, 0.02, 0.5) + roughness)
+    soil = _linear(intercept + slope * conditions.moisture) * parcel_soil
     a, b = WATER_CLOUD[polarisation]
     two_way = np.exp(-2.0 * b * biomass)
     sigma = a * biomass * (1.0 - two_way) + two_way * soil
-    rows, cols = (np.floor(centres / URBAN_BLOCK) for centres in pixel_centres(window))
-    scatterers = 6.0 * (hash_uniform(rows, cols, seed, _SCATTERER) - 0.5)
-    sigma = np.where(plan.ground == URBAN, _linear(URBAN_DB[polarisation] + scatterers), sigma)
+    sigma = np.where(plan.ground == URBAN, buildings, sigma)
     sigma = sigma * (1 - plan.road) + plan.road * _linear(ASPHALT_DB[polarisation])
     sigma = sigma * (1 - plan.water) + plan.water * _linear(WATER_DB[polarisation])
     return sigma.astype(np.float32)
