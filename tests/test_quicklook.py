@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 from PIL import Image
 
-from decloud.demo.quicklook import write_quicklook
+from decloud.demo.quicklook import showcase_date, write_quicklook
 
 SIZE = 40
 TOP, GAP = 22, 8  #: title strip above the panels, white gap between them
@@ -84,3 +84,9 @@ def test_the_error_panel_colours_the_mean_absolute_error_on_a_fixed_scale(quickl
     assert tuple(bar[5, 0]) == INFERNO[0] and tuple(bar[5, -1]) == INFERNO[4]
     # titles and labels are drawn in black on the white strips
     assert (picture[:TOP] == 0).all(axis=-1).any() and (picture[TOP + SIZE + 16 :] == 0).all(axis=-1).any()
+
+
+def test_the_showcase_is_the_date_nearest_half_cloudy():
+    counts = {"a": 0, "b": 9000, "c": 4000, "d": 6000, "e": 10000}
+    assert showcase_date(counts, 10000) == "c"  # 0.4 and 0.6 tie: the earliest
+    assert showcase_date({"a": 0, "b": 100}, 10000) == "b"

@@ -34,8 +34,17 @@ ERROR_COLOURS = np.array([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9)
 #: below them (bar and labels), and height of the colour bar, pixels.
 PANEL_GAP, HEADER, FOOTER, BAR = 8, 22, 40, 12
 FONT_SIZE = 14
+#: Cloudy share of the date the demo shows.
+SHOWCASE_CLOUDY_SHARE = 0.5
 #: Longest side of a panel: larger images are read decimated (nearest neighbour), never whole.
 MAX_PANEL_SIDE = 1024
+
+
+def showcase_date(cloudy_pixels: dict[str, int], pixels: int) -> str:
+    """The date to show among ``cloudy_pixels`` (date: cloudy pixels of a tile of ``pixels`` pixels): the one
+    whose cloudy share is nearest SHOWCASE_CLOUDY_SHARE, so that the quicklook shows clouds and the clear land
+    around them (earliest on a tie)."""
+    return min(cloudy_pixels, key=lambda date: abs(cloudy_pixels[date] / pixels - SHOWCASE_CLOUDY_SHARE))
 
 
 def read_bands(path: str | os.PathLike[str], bands: tuple[str, ...]) -> np.ndarray:
