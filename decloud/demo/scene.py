@@ -321,9 +321,9 @@ def write_class_map(path: Path, plan: ScenePlan) -> Path:
     (code, name and colour of each class): the labels of the scene."""
     profile = _profile(plan.size, 1, "uint8", 1, 0)
     with atomic_file(path) as temporary, create_geotiff(temporary, profile, ["class"]) as out:
+        out.write_colormap(1, {c.code: tuple(int(c.colour[i : i + 2], 16) for i in (1, 3, 5)) for c in CLASSES})
         for window in block_windows(plan.size, plan.size):
             out.write(class_map(window, plan.seed)[np.newaxis], window=window)
-        out.write_colormap(1, {c.code: tuple(int(c.colour[i : i + 2], 16) for i in (1, 3, 5)) for c in CLASSES})
     names = {"classes": [{"code": c.code, "name": c.name, "colour": c.colour} for c in CLASSES], "nodata": 0}
     with atomic_file(path.with_name(CLASS_NAMES)) as temporary:
         temporary.write_text(json.dumps(names, indent=2) + "\n")
