@@ -32,13 +32,24 @@ from pathlib import Path
 import numpy as np
 import rasterio.shutil
 from affine import Affine
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from decloud.core import keys
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.progress import progress
-from decloud.core.raster import BLOCK_SIZE, Grid, create_geotiff, gdal_environment, geotiff_profile
+from decloud.core.raster import (
+    BLOCK_SIZE,
+    Grid,
+    close_and_verify,
+    create_geotiff,
+    gdal_environment,
+    geotiff_profile,
+    verify_geotiff,
+    write_failure,
+    write_window,
+)
 from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.production.backends import ModelBackend
 from decloud.production.sources import TileSource
@@ -330,11 +341,15 @@ class StreamingEngine:
                 datasets[destination.path] = (dataset, destination.scale)
             self._stream(tiles, datasets)
             for dataset, _ in datasets.values():
-                dataset.close()
+                close_and_verify(dataset)
             for written, target in conversions:
-                rasterio.shutil.copy(
-                    written, target, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
-                )
+                try:
+                    rasterio.shutil.copy(
+                        written, target, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
+                    )
+                except RasterioError as error:
+                    raise write_failure(target, error) from error
+                verify_geotiff(target)
         log.info("wrote %s", ", ".join(str(output.path) for output in self.outputs))
         return [output.path for output in self.outputs]
 
@@ -382,4 +397,4 @@ def _write(result: _TileResult, datasets: dict) -> None:
         dataset, scale = datasets[path]
         row, col = int(tile.row / scale), int(tile.col / scale)
         rows, cols = min(array.shape[0], dataset.height - row), min(array.shape[1], dataset.width - col)
-        dataset.write(np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))
+        write_window(dataset, np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))
