@@ -354,30 +354,40 @@ class StreamingEngine:
         return [output.path for output in self.outputs]
 
     def _stream(self, tiles: Sequence[Tile], datasets: dict) -> None:
+        """Read ahead, compute and write every tile. Whatever happens (a model or writer error, Ctrl-C),
+        both I/O threads have stopped when this returns or raises: the caller then closes the sources'
+        and the outputs' datasets, which a thread still reading or writing them would crash on."""
         results: queue.Queue[_TileResult | None] = queue.Queue(maxsize=TILES_IN_FLIGHT)
         failure: list[BaseException] = []
+        stopping = threading.Event()
 
         def write_results() -> None:
             _yield_to_the_model()
             try:
                 while (result := results.get()) is not None:
-                    _write(result, datasets)
+                    if not stopping.is_set():
+                        _write(result, datasets)
             except BaseException as error:  # handed over to the main thread, which re-raises it
                 failure.append(error)
                 while results.get() is not None:  # keep draining so that the producer never blocks
                     pass
 
         writer = threading.Thread(target=write_results, name="decloud-writer")
-        writer.start()
+        read_ahead = self._prepared_tiles(tiles)
         try:
-            prepared = progress(self._prepared_tiles(tiles), desc="inference", total=len(tiles), unit="tile")
-            for tile, inputs, key_valid, valid in prepared:
+            writer.start()  # inside the try: an interrupt right after it must still stop the writer
+            for tile, inputs, key_valid, valid in progress(read_ahead, desc="inference", total=len(tiles), unit="tile"):
                 if failure:
                     break
                 results.put(self.compute(tile, inputs, key_valid, valid))
+        except BaseException:
+            stopping.set()  # the outputs will not be published: the writer drops what is left
+            raise
         finally:
-            results.put(None)
-            writer.join()
+            read_ahead.close()  # cancels the tiles not started, waits for the read in progress
+            if writer.ident is not None:  # started
+                results.put(None)
+                writer.join()
         if failure:
             raise failure[0]
 
