@@ -37,7 +37,7 @@ from rasterio.windows import Window
 
 from decloud.core import keys
 from decloud.core.atomic import atomic_file
-from decloud.core.errors import InvalidArgumentError
+from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.progress import progress
 from decloud.core.raster import (
     BLOCK_SIZE,
@@ -65,8 +65,14 @@ IO_THREAD_NICENESS = 10
 #: DEFLATE level of the outputs: level 1 costs a quarter of the default's CPU time for files about 10 %
 #: larger, and every CPU cycle the writer takes is taken from the model (use --cog for compact files).
 OUTPUT_DEFLATE_LEVEL = 1
+#: Below this share of valid pixels in an output, the run warns that most of the image was not reconstructed.
+FEW_VALID_SHARE = 0.05
 #: No-data of the prepared inputs written as intermediate files, by type.
 INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
+
+
+class EmptyResultError(DecloudError):
+    """A run would write an output without a single valid pixel: an error, not a success."""
 
 
 def scaled_grid(reference: Grid, scale: float) -> Grid:
@@ -288,6 +294,7 @@ class StreamingEngine:
                 keep = _resample_mask(clear, output.scale, shape) & key_valid[output.keep_input]
                 values[keep] = kept[keep]
             arrays[self.destinations[output.name].path] = values
+            self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], tile, destination.scale)
@@ -316,6 +323,7 @@ class StreamingEngine:
     def run(self, *, cog: bool = False) -> list[Path]:
         """Compute and write every destination; return the outputs' paths."""
         tiles = tiles_of(self.reference, self.tile_size)
+        self.valid_pixels = dict.fromkeys((output.name for output in self.outputs), 0)
         with gdal_environment(), ExitStack() as stack:
             datasets, conversions = {}, []
             for destination in self.destinations.values():
@@ -340,6 +348,7 @@ class StreamingEngine:
                 stack.callback(dataset.close)
                 datasets[destination.path] = (dataset, destination.scale)
             self._stream(tiles, datasets)
+            self._check_valid_pixels()
             for dataset, _ in datasets.values():
                 close_and_verify(dataset)
             for written, target in conversions:
@@ -352,6 +361,26 @@ class StreamingEngine:
                 verify_geotiff(target)
         log.info("wrote %s", ", ".join(str(output.path) for output in self.outputs))
         return [output.path for output in self.outputs]
+
+    def _check_valid_pixels(self) -> None:
+        """Fail (nothing is published) when an output has no valid pixel; say how many there are, and warn
+        when they are few."""
+        for output in self.outputs:
+            grid = scaled_grid(self.reference, output.scale)
+            count, total = self.valid_pixels[output.name], grid.width * grid.height
+            if count == 0:
+                raise EmptyResultError(
+                    f"{output.path} would hold no valid pixel: no pixel of the {grid.height}x{grid.width} image has "
+                    f"all the inputs the model needs (no data, or no clear acquisition, in a required input)"
+                )
+            share = count / total
+            if share < FEW_VALID_SHARE:
+                log.warning(
+                    "%s: only %d valid pixels of %d (%.2f %%): the rest lacks a required input",
+                    output.path, count, total, 100 * share,
+                )  # fmt: skip
+            else:
+                log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
     def _stream(self, tiles: Sequence[Tile], datasets: dict) -> None:
         """Read ahead, compute and write every tile. Whatever happens (a model or writer error, Ctrl-C),
