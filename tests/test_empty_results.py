@@ -21,13 +21,25 @@ from decloud.preprocessing import generate_roi_rasters
 from decloud.preprocessing.constants import S2_NODATA
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.production import crga_processor
+from decloud.production.backends import ModelBackend
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import EmptyResultError, OutputSpec, StreamingEngine
 from decloud.testing.regions import Rect
 from decloud.testing.theia import make_theia_product
-from tests.test_streaming_interrupts import CRS, TRANSFORM, FailingModel
 
+CRS = "EPSG:32631"
+TRANSFORM = rasterio.Affine(10, 0, 600000, 0, -10, 4900020)
 SHAPE = (120, 100)
+
+
+class ConstantModel(ModelBackend):
+    """Gives 1000 everywhere."""
+
+    def __init__(self) -> None:
+        self.inputs, self.outputs = {"s2_t": 4}, ["s2_estim"]
+
+    def run(self, inputs, outputs):
+        return {"s2_estim": np.full((*inputs["s2_t"].shape[:3], 4), 1000.0, np.float32)}
 
 
 def run_engine(tmp_path: Path, values: np.ndarray) -> Path:
@@ -38,7 +50,7 @@ def run_engine(tmp_path: Path, values: np.ndarray) -> Path:
     output = tmp_path / "out" / "estim.tif"
     spec = OutputSpec("s2_estim", output, ["B2", "B3", "B4", "B8"])
     with RasterSource("s2_t", source_path, grid, nodata=S2_NODATA) as source:
-        StreamingEngine(FailingModel(), [source], grid, [spec], tile_size=32, pad=8).run()
+        StreamingEngine(ConstantModel(), [source], grid, [spec], tile_size=32, pad=8).run()
     return output
 
 
