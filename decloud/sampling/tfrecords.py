@@ -316,7 +316,7 @@ def make_dataset(
 
     def records(path):
         shard_dataset = tf.data.TFRecordDataset(path)
-        return shard_dataset.ignore_errors() if allow_partial else shard_dataset
+        return shard_dataset.ignore_errors(log_warning=True) if allow_partial else shard_dataset
 
     dataset = dataset.interleave(records, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shard is not None and len(files) < shard[0]:
