@@ -47,3 +47,11 @@ class InvalidFileError(DecloudError):
     def __init__(self, path: str | PathLike[str], reason: str) -> None:
         self.path = str(path)
         super().__init__(f"{self.path}: {reason}")
+
+
+class OutputWriteError(DecloudError):
+    """An output could not be written completely (full disk, I/O error): it is not published."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot write {self.path}: {reason}")

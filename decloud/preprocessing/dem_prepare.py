@@ -42,10 +42,11 @@ from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
     Grid,
     block_windows,
-    create_geotiff,
     gdal_environment,
     geotiff_profile,
     open_raster,
+    write_window,
+    written_geotiff,
 )
 from decloud.preprocessing.constants import DEM_NODATA
 
@@ -95,9 +96,9 @@ def prepare_dem(
             nodata=DEM_NODATA,
         )
         windows = list(block_windows(grid.height, grid.width, window_size))
-        with atomic_file(output) as temporary, create_geotiff(temporary, profile, [DEM_DESCRIPTION], tags) as dem:
+        with atomic_file(output) as temporary, written_geotiff(temporary, profile, [DEM_DESCRIPTION], tags) as dem:
             for window in progress(windows, desc=f"DEM {output.name}"):
-                dem.write(_mosaic(sources, window), 1, window=window)
+                write_window(dem, _mosaic(sources, window), 1, window=window)
     log.info("prepared %s", output)
     return output
 

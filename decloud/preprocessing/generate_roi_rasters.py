@@ -83,6 +83,12 @@ def generate_roi_rasters(
     config = TilesConfig.load(tiles_json)
     regions = _read_regions(rois, datasets) if rois is not None else None
     grids = {tile: tile_reference_grid(config.s2_root, tile) for tile in config.tiles}
+    for tile, grid in grids.items():
+        if grid.height < patchsize or grid.width < patchsize:
+            raise InvalidArgumentError(
+                f"tile {tile} is {grid.height}x{grid.width} pixels, smaller than the patch size {patchsize}: "
+                f"it cannot hold a single training patch (use a smaller --patchsize or leave the tile out)"
+            )
     selections = {
         tile: select_patches(tile, grids[tile], weights, group_side, seed, regions)
         for tile in progress(config.tiles, desc="ROI rasters", unit="tile")
@@ -90,6 +96,11 @@ def generate_roi_rasters(
     for tile, selection in selections.items():
         counts = {name: int((selection == index).sum()) // group_side**2 for index, name in enumerate(datasets)}
         log.info("%s: %s training patches of %d pixels per dataset", tile, counts, patchsize)
+    if not any((selection != UNASSIGNED).any() for selection in selections.values()):
+        raise InvalidArgumentError(
+            f"no training patch of {patchsize} pixels could be assigned to any dataset in the tiles of {tiles_json}"
+            + (" (no patch lies entirely inside the --rois polygons)" if regions is not None else "")
+        )
     return _write_outputs(Path(output_dir).absolute(), datasets, grids, selections, patchsize, seed)
 
 

@@ -32,13 +32,14 @@ from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
     Grid,
     block_windows,
-    create_geotiff,
     gdal_environment,
     geotiff_profile,
     open_raster,
     read_window,
     require_same_grid,
     write_array,
+    write_window,
+    written_geotiff,
 )
 from decloud.preprocessing.constants import S1_BANDS, S1_NODATA, S1_SUFFIX_NODATA_STATS
 from decloud.preprocessing.normalization import S1_ENCODING_NOTE, encode_s1
@@ -154,10 +155,10 @@ def _write_encoded_stack(
         nodata=S1_NODATA,
     )
     nodata_count = np.zeros(patch_grid_shape(grid.height, grid.width), dtype=np.uint16)
-    with create_geotiff(path, profile, S1_BANDS, tags) as output:
+    with written_geotiff(path, profile, S1_BANDS, tags) as output:
         for window in progress(windows, desc=desc):
             encoded = encode_s1(np.stack([_read_sigma0(vv, window), _read_sigma0(vh, window)]))
-            output.write(encoded, window=window)
+            write_window(output, encoded, window=window)
             nodata_count[patch_window(window).toslices()] = count_per_patch(
                 (encoded == S1_NODATA).any(axis=0), outside=True
             )

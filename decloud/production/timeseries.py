@@ -34,6 +34,7 @@ from decloud.production.processors import (
     reference_grid,
     s1_near,
 )
+from decloud.production.streaming import EmptyResultError
 from decloud.sampling.catalog import S1Image, S2Product
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,12 @@ def reconstruct_series(
                 )
             else:
                 sources = meraner_sources(stack, target, at_target, dem, reference, options)
-            reconstruct(model, sources, reference, output, output_20m, options)
+            try:
+                reconstruct(model, sources, reference, output, output_20m, options)
+            except EmptyResultError as error:
+                log.warning("%s skipped: %s", target.name, error)
+                skipped.append(target.name)
+                continue
         written.append(output)
     log.info("%d reconstructed, %d kept, %d skipped (%s)", len(written), len(kept), len(skipped), ", ".join(skipped))
     if not written and not kept:
