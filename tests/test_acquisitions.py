@@ -278,7 +278,7 @@ INVALID_DICTS = {
         r"'t': S2 min_cloud_percent: unknown key 'seed'",
     ),
     "code as a cloud bound": (
-        edit(((*T_S2, "min_cloud_percent"), "random.randint(0, 2)")),
+        edit(((*T_S2, "min_cloud_percent"), "random.uniform(0, 2)")),
         r"'t': S2 min_cloud_percent must be a number .*not evaluated",
     ),
     "string number as a cloud bound": (
