@@ -412,3 +412,20 @@ def test_tensorflow_start_up_lines_show_only_with_verbose(tmp_path, verbose):
     expected = "native start-up line\nafter the import\n" if verbose else "after the import\n"
     assert result.stderr == expected
     assert result.stdout == ("None\n" if verbose else "3\n")
+
+
+# --- what no check foresaw --------------------------------------------------------------------------
+
+
+def test_an_unforeseen_os_error_is_one_line_naming_the_path(tmp_path, capsys):
+    """A disk that fills up during a run: the command's OSError fallback names the file and the reason."""
+    import argparse
+    import errno
+
+    from decloud.core.cli import run_command
+
+    def fill_the_disk(args: argparse.Namespace) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.tif"))
+
+    assert run_command(argparse.ArgumentParser(prog="decloud x"), fill_the_disk, []) == 1
+    assert capsys.readouterr().err == f"decloud x: error: {tmp_path / 'out.tif'}: No space left on device\n"
