@@ -53,8 +53,8 @@ def require_output_folder(path: str | os.PathLike[str], what: str = "output fold
 
 
 def _kind(path: Path) -> str | None:
-    """ "file", "folder" or None (nothing there); OSError when the path cannot be examined (ELOOP, ENOTDIR,
-    EACCES, ENAMETOOLONG...)."""
+    """Whether ``path`` is a "file", a "folder" or nothing (None); OSError when it cannot be examined
+    (ELOOP, EACCES, ENAMETOOLONG...)."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):  # under a file: the walk up the parents names that file

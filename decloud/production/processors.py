@@ -78,9 +78,10 @@ class InferenceOptions:
             raise InvalidArgumentError(f"--ts {self.tile_size}: the tile size must be at least 1 pixel")
         if self.pad is not None and self.pad < 0:
             raise InvalidArgumentError(f"--pad {self.pad}: the margin cannot be negative")
-        if self.tile_size + 2 * (self.pad or 0) > MAX_TILE_SIDE:
+        margin = self.pad or 0
+        if self.tile_size + 2 * margin > MAX_TILE_SIDE:
             raise InvalidArgumentError(
-                f"--ts {self.tile_size} with --pad {self.pad}: a tile and its margins (ts + 2 x pad) must "
+                f"--ts {self.tile_size} with --pad {margin}: a tile and its margins (ts + 2 x pad) must "
                 f"be at most {MAX_TILE_SIDE} pixels wide"
             )
 
@@ -228,11 +229,12 @@ def reconstruct(
     intermediate = (
         {key: output.with_name(f"{output.stem}_input_{key}.tif") for key in fed} if options.write_intermediate else None
     )
-    pad = options.pad if options.pad is not None else (model.margin or DEFAULT_PAD)
-    if pad > max(reference.width, reference.height):
+    if options.pad is not None and options.pad > max(reference.width, reference.height):
         raise InvalidArgumentError(
-            f"--pad {pad}: the margin is larger than the image ({reference.width} x {reference.height} pixels)"
+            f"--pad {options.pad}: the margin is larger than the image ({reference.width} x {reference.height} "
+            "pixels), which it would only mirror"
         )
+    pad = options.pad if options.pad is not None else (model.margin or DEFAULT_PAD)
     pad = -(-pad // model.size_multiple) * model.size_multiple
     engine = StreamingEngine(
         model.backend,
