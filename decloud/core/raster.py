@@ -120,13 +120,16 @@ class Grid:
 
 
 def require_same_grid(datasets: Sequence[DatasetReader]) -> Grid:
-    """Check that all ``datasets`` share the first one's grid; the error names the first that differs."""
-    reference = Grid.of(datasets[0])
-    for dataset in datasets[1:]:
-        grid = Grid.of(dataset)
+    """Check that all ``datasets`` share one grid and return it. The error names a file that is off the grid
+    most of them share (the first dataset's grid when no grid has a majority), so that one bad band is the
+    band named, whatever its place in the list."""
+    grids = [Grid.of(dataset) for dataset in datasets]
+    reference = max(grids, key=lambda grid: sum(grid.same_as(other) for other in grids))
+    holder = next(dataset for dataset, grid in zip(datasets, grids, strict=True) if grid.same_as(reference))
+    for dataset, grid in zip(datasets, grids, strict=True):
         if not grid.same_as(reference):
             raise GridMismatchError(
-                f"{dataset.name} is not on the grid of {datasets[0].name}: "
+                f"{dataset.name} is not on the grid of {holder.name}: "
                 f"{grid.describe()} instead of {reference.describe()}"
             )
     return reference

@@ -44,6 +44,11 @@ def check_records(records_dir: str | os.PathLike[str], model: Model) -> int:
             problems.append(f"{name!r} is {types[name]} {list(shapes[name])} instead of {spec.dtype} {list(expected)}")
     if missing:
         problems.insert(0, f"missing keys {missing} (the records hold {sorted(types)})")
+        s1_only = all(keys.split_key(name)[0] == keys.S1 for name in missing)
+        if s1_only and model.params.get("with_s1"):
+            problems.insert(
+                1, """records without Sentinel-1 train the S2-only variant: --model_params '{"with_s1": false}'"""
+            )
     if patchsize is not None and patchsize % model.size_multiple:
         problems.append(f"patch size {patchsize} is not a multiple of {model.size_multiple}, as {model.name} needs")
     if problems:

@@ -18,6 +18,7 @@ from pathlib import Path
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.paths import require_output_file
 from decloud.models.evaluation import evaluate, format_table
 
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
+    if args.output is not None:
+        require_output_file(args.output, "--output metrics file")
     report = evaluate(args.savedmodel, args.test_records, args.batch_size, allow_partial=args.allow_partial)
     print(format_table(report))
     if args.output is not None:

@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.paths import require_output_folder
 from decloud.models import checkpoints
 from decloud.models.callbacks import MultiValidation, Summaries, validation_names
 from decloud.models.data import check_records, count_samples, model_dataset
@@ -96,6 +97,10 @@ def _check_config(config: TrainingConfig) -> None:
         raise InvalidArgumentError("--training_record is required (unless --valid_only)")
     if config.save_best and config.save_ckpt_dir is None:
         raise InvalidArgumentError("--save_best needs --save_ckpt_dir (where best.weights.h5 is kept)")
+    outputs = {"--out_savedmodel": config.out_savedmodel, "--save_ckpt_dir": config.save_ckpt_dir}
+    for flag, folder in {**outputs, "--logdir": config.logdir}.items():
+        if folder is not None:
+            require_output_folder(folder, f"{flag} folder")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

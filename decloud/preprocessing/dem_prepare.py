@@ -37,6 +37,7 @@ from rasterio.windows import Window
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import CorruptRasterError, InvalidArgumentError
+from decloud.core.paths import require_output_file
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
@@ -74,7 +75,7 @@ def prepare_dem(
     reference) before anything is written."""
     if not inputs:
         raise InvalidArgumentError("no input DEM given")
-    output = Path(output)
+    output = require_output_file(output, "--output DEM")
     with gdal_environment(), ExitStack() as stack:
         reference_dataset = stack.enter_context(open_raster(reference))
         grid = Grid.of(reference_dataset)

@@ -39,6 +39,7 @@ from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.patches import patch_grid_shape, patch_grid_transform
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, write_array
 from decloud.preprocessing.constants import PATCH_SIZE
@@ -78,8 +79,7 @@ def generate_roi_rasters(
     group_side = _group_side(patchsize)
     if seed < 0:
         raise InvalidArgumentError(f"seed must be >= 0, not {seed}")
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise InvalidArgumentError(f"output folder {output_dir} exists and is not a folder")
+    require_output_folder(output_dir, "--output_dir folder")
     config = TilesConfig.load(tiles_json)
     regions = _read_regions(rois, datasets) if rois is not None else None
     grids = {tile: tile_reference_grid(config.s2_root, tile) for tile in config.tiles}

@@ -27,6 +27,7 @@ from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, ProductFormatError
 from decloud.core.naming import S1ProductName, parse_s1_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, patch_window
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
@@ -64,6 +65,7 @@ def prepare_s1_image(
     """Prepare the acquisition of the S1Tiling ``vh`` file ``input_s1_vh`` (its ``vv`` twin must lie beside
     it) under ``out_s1_dir``; return the prepared image's path."""
     vh_path = Path(input_s1_vh)
+    require_output_folder(out_s1_dir, "--out_s1_dir folder")
     if not vh_path.exists():
         raise InputNotFoundError(vh_path, "Sentinel-1 vh image")
     name = _parse_vh_name(vh_path)

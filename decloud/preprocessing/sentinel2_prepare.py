@@ -30,6 +30,7 @@ from decloud.core.patches import (
     patch_window,
     percent_per_patch,
 )
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
@@ -67,6 +68,7 @@ def prepare_s2_product(
     window_size: int = DEFAULT_WINDOW_SIZE,
 ) -> Path:
     """Prepare the product at ``in_image`` under ``out_s2_dir``; return the prepared product folder."""
+    require_output_folder(out_s2_dir, "--out_s2_dir folder")
     with gdal_environment(), open_s2_source(in_image) as source:
         product_dir = tile_directory(out_s2_dir, source.name.tile) / source.name.name
         if is_complete(product_dir) and not overwrite:

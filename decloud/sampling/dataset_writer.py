@@ -18,6 +18,7 @@ import numpy as np
 from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
 from decloud.core.errors import DecloudError, InvalidArgumentError
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import gdal_environment, open_raster, read_window
 from decloud.preprocessing.generate_roi_rasters import RoisSummary, roi_raster_path
@@ -158,6 +159,9 @@ def create_tfrecords(
     rois = RoisSummary.load(rois_json)
     layouts = [AcquisitionFactory.get_acquisition(request.layout).resolved(options.seed) for request in requests]
     folder = Path(catalog_dir) if catalog_dir else Path(tiles_json).absolute().parent / ".decloud_catalog"
+    for request in requests:
+        require_output_folder(request.output_dir, f"{request.dataset} records folder")
+    require_output_folder(folder, "catalog folder")
     catalogs = Catalogs(tiles, folder)
     return [
         write_dataset(request, layout, catalogs, rois, options)
