@@ -16,12 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from decloud.models.scores import MIN_MSE, PSNR_DATA_RANGE
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 
-#: PSNR peak value, in reflectance.
-PSNR_DATA_RANGE = 1.0
-#: Floor of the MSE in PSNR, so a perfect estimate gives 100 dB instead of infinity.
-MIN_MSE = 1e-10
 #: tf.image.ssim's window; smaller images get no SSIM.
 SSIM_WINDOW = 11
 #: Metric names: the default set, and the extra ones of ``--all_metrics``.
