@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
         )
     options = inference_options(args)
     model = LoadedModel.load(args.savedmodel)
+    options = model.options_for(options)
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
     before = ([s2_product(p) for p in args.il_s2before], _images(args.il_s1before))

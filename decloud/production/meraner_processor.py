@@ -27,6 +27,7 @@ from decloud.production.processors import (
 def run(args: argparse.Namespace) -> None:
     options = inference_options(args)
     model = LoadedModel.load(args.savedmodel)
+    options = model.options_for(options)
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
     with ExitStack() as stack:
