@@ -224,10 +224,8 @@ def evaluate(
 
 def format_table(report: dict[str, Any]) -> str:
     """Overall scores of every method, side by side, one table per output."""
-    return "\n".join(
-        format_scores(
-            output["methods"],
-            f"{name} vs {output['target']} ({report['samples']} samples; scored: {report['scored_pixels']})",
-        )  # fmt: skip
-        for name, output in report["outputs"].items()
-    )
+    tables = []
+    for name, output in report["outputs"].items():
+        title = f"{name} vs {output['target']} ({report['samples']} samples; scored: {report['scored_pixels']})"
+        tables.append(format_scores(output["methods"], title))
+    return "\n".join(tables)
