@@ -148,6 +148,13 @@ def test_same_date_records_score_hole_pixels_against_independent_baselines(gapfi
     assert report["scored_pixels"].startswith("hole pixels (s2_holes_t)")
 
 
+def test_records_tell_how_training_showed_the_cloudy_pixels(same_date_series, crga_records):
+    from decloud.models.data import cloudy_pixels_of
+
+    assert cloudy_pixels_of(same_date_series[0] / "records") == "nodata"
+    assert cloudy_pixels_of(crga_records) == "as_acquired"
+
+
 @pytest.fixture(scope="module")
 def gapfilling_savedmodel_10m(tmp_path_factory):
     model = create_model("gapfilling")
