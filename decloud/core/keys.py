@@ -9,6 +9,7 @@ last underscore.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from decloud.core.errors import InvalidArgumentError
@@ -95,3 +96,15 @@ def split_key(name: str) -> tuple[str, str | None]:
 def spec_of(name: str) -> SourceSpec:
     """Type and layout of the tensor under key ``name``."""
     return SOURCES[split_key(name)[0]]
+
+
+def keys_of_source(names: Iterable[str], source: str) -> list[str]:
+    """The keys among ``names`` that hold ``source`` (any acquisition); names outside the contract are skipped."""
+    found = []
+    for name in names:
+        try:
+            if split_key(name)[0] == source:
+                found.append(name)
+        except InvalidArgumentError:
+            continue
+    return found

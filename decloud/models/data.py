@@ -32,8 +32,7 @@ def cloudy_pixels_of(records_dir: str | os.PathLike[str]) -> str:
     """How the records show the model the cloudy pixels of the image to reconstruct: holes set to no-data
     when they carry transplanted masks (``s2_holes_<acquisition>``, same-date truth), as acquired otherwise."""
     types, _ = read_metadata(records_dir)
-    holes = any(name.startswith(f"{keys.S2_HOLES}_") for name in types)
-    return CLOUDY_AS_NODATA if holes else CLOUDY_AS_ACQUIRED
+    return CLOUDY_AS_NODATA if keys.keys_of_source(types, keys.S2_HOLES) else CLOUDY_AS_ACQUIRED
 
 
 def check_records(records_dir: str | os.PathLike[str], model: Model) -> int:

@@ -119,7 +119,7 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
 def holes_key(types: dict[str, str]) -> str | None:
     """The key of the records' transplanted holes (same-date truth), None for records without; several are an
     error (which one would the target's be?)."""
-    found = [name for name in types if name.startswith(f"{keys.S2_HOLES}_")]
+    found = keys.keys_of_source(types, keys.S2_HOLES)
     if len(found) > 1:
         raise RecordsError(f"the records hold several hole keys {sorted(found)}: evaluation needs one")
     return found[0] if found else None
@@ -175,7 +175,7 @@ def evaluate(
         needed = {keys.TILE, keys.PATCH_ROW, keys.PATCH_COL, keys.key(keys.S2_TIMESTAMP, TARGET)}
         if not needed <= set(types):
             raise RecordsError(f"{test_records} lacks {sorted(needed - set(types))}: the series cannot be read")
-        methods, baseline_keys = {}, needed | {name for name in types if name.startswith(f"{keys.S2_TIMESTAMP}_")}
+        methods, baseline_keys = {}, needed | set(keys.keys_of_source(types, keys.S2_TIMESTAMP))
     else:
         methods, baseline_keys = baselines(types, outputs)
     read = sorted({*serving.inputs, *targets.values(), *baseline_keys, *([holes] if holes else [])})
