@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -152,25 +153,17 @@ def series_estimates(
     }
 
 
-def evaluate(
-    savedmodel: str | os.PathLike[str],
+def _score(
+    serving: ServingModel,
     test_records: str | os.PathLike[str],
-    batch_size: int = 8,
-    s2_root: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Scores of the SavedModel and of the baselines over every sample of ``test_records``; ``s2_root`` (the
-    folder of the tiles' prepared S2 products) gives the series baselines."""
-    serving = ServingModel(savedmodel)
+    batch_size: int,
+    types: dict[str, str],
+    holes: str | None,
+    series: SeriesReader | None,
+) -> tuple[dict[str, dict[str, HoleScores]], int]:
+    """Scores of every method per output over the records, and the number of samples."""
     outputs = serving.main_outputs()
     targets = {name: target_key(name) for name in outputs}
-    types, _ = read_metadata(test_records)
-    missing = sorted(name for name in [*serving.inputs, *targets.values()] if name not in types)
-    if missing:
-        raise RecordsError(
-            f"{test_records} lacks keys {missing} that {savedmodel} needs (records hold {sorted(types)})"
-        )
-    holes = holes_key(types)
-    series = SeriesReader(s2_root) if s2_root is not None else None
     if series is not None:
         needed = {keys.TILE, keys.PATCH_ROW, keys.PATCH_COL, keys.key(keys.S2_TIMESTAMP, TARGET)}
         if not needed <= set(types):
@@ -202,6 +195,29 @@ def evaluate(
                     bands = OUTPUT_BANDS[output_source(name)]
                     scores[name].setdefault(method, HoleScores(bands)).update(truth, estimate, scored)
         samples += len(batch[targets[outputs[0]]])
+    return scores, samples
+
+
+def evaluate(
+    savedmodel: str | os.PathLike[str],
+    test_records: str | os.PathLike[str],
+    batch_size: int = 8,
+    s2_root: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Scores of the SavedModel and of the baselines over every sample of ``test_records``; ``s2_root`` (the
+    folder of the tiles' prepared S2 products) gives the series baselines."""
+    serving = ServingModel(savedmodel)
+    outputs = serving.main_outputs()
+    targets = {name: target_key(name) for name in outputs}
+    types, _ = read_metadata(test_records)
+    missing = sorted(name for name in [*serving.inputs, *targets.values()] if name not in types)
+    if missing:
+        raise RecordsError(
+            f"{test_records} lacks keys {missing} that {savedmodel} needs (records hold {sorted(types)})"
+        )
+    holes = holes_key(types)
+    with SeriesReader(s2_root) if s2_root is not None else nullcontext() as series:
+        scores, samples = _score(serving, test_records, batch_size, types, holes, series)
     return {
         "savedmodel": str(Path(savedmodel)),
         "test_records": str(Path(test_records)),

@@ -11,15 +11,17 @@ Pixels with no clear observation at all are no-data. The series passed in must n
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from decloud.core.raster import open_raster, read_window
 from decloud.preprocessing.constants import S2_NODATA, S2_SUFFIX_EDG
-from decloud.sampling.catalog import S2Product, prepared_s2_series
+from decloud.sampling.catalog import prepared_s2_series
 
 
 def _nearest_clear(clear: np.ndarray, times: np.ndarray, target: float, before: bool) -> np.ndarray:
@@ -75,29 +77,35 @@ class SeriesPatch:
         return SeriesPatch(self.values[keep], self.clear[keep], self.times[keep])
 
 
-class SeriesReader:
-    """Reads windows of the prepared series of tiles under ``s2_root`` (``<s2_root>/<TILE>/<product>/``)."""
+class SeriesReader(AbstractContextManager):
+    """Reads windows of the prepared series of tiles under ``s2_root`` (``<s2_root>/<TILE>/<product>/``), keeping
+    each tile's rasters open until the reader is closed (use it as a context manager)."""
 
     def __init__(self, s2_root: str | Path) -> None:
         self.s2_root = Path(s2_root)
-        self._series: dict[str, list[S2Product]] = {}
+        self._stack = ExitStack()
+        self._series: dict[str, tuple[np.ndarray, list[tuple[DatasetReader, DatasetReader, DatasetReader]]]] = {}
 
-    def products(self, tile: str) -> list[S2Product]:
+    def _open(self, tile: str) -> tuple[np.ndarray, list[tuple[DatasetReader, DatasetReader, DatasetReader]]]:
         if tile not in self._series:
-            self._series[tile] = prepared_s2_series(self.s2_root / tile)
+            products = prepared_s2_series(self.s2_root / tile)
+            opened = [
+                tuple(self._stack.enter_context(open_raster(path))
+                      for path in (p.bands_10m, p.cloud_mask, p.file(S2_SUFFIX_EDG)))
+                for p in products
+            ]  # fmt: skip
+            self._series[tile] = (np.array([p.acquired.timestamp() for p in products]), opened)
         return self._series[tile]
 
     def read(self, tile: str, window: Window) -> SeriesPatch:
+        times, opened = self._open(tile)
         values, clear = [], []
-        for product in self.products(tile):
-            with (
-                open_raster(product.bands_10m) as bands,
-                open_raster(product.cloud_mask) as clm,
-                open_raster(product.file(S2_SUFFIX_EDG)) as edg,
-            ):
-                image = np.moveaxis(read_window(bands, window), 0, -1)
-                ok = (read_window(clm, window, 1) == 0) & (read_window(edg, window, 1) == 0)
+        for bands, clm, edg in opened:
+            image = np.moveaxis(read_window(bands, window), 0, -1)
+            ok = (read_window(clm, window, 1) == 0) & (read_window(edg, window, 1) == 0)
             values.append(image)
             clear.append(ok & (image != S2_NODATA).all(axis=-1))
-        times = np.array([p.acquired.timestamp() for p in self.products(tile)])
         return SeriesPatch(np.stack(values), np.stack(clear), times)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
