@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "meraner-timeseries-processor": "decloud.production.meraner_timeseries_processor",
     "train": "decloud.models.train_from_tfrecords",
     "evaluate": "decloud.models.model_evaluation",
+    "assess": "decloud.models.assess",
     "export-onnx": "decloud.models.export_onnx",
     "demo": "decloud.demo.main",
 }

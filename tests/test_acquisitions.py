@@ -596,3 +596,81 @@ def test_resolved_keeps_origin_windows_and_siblings():
     resolved = layout.resolved(11)
     assert resolved == layout and resolved.siblings == layout.siblings and resolved.origin == "t"
     assert list(resolved.acquisitions) == list(layout.acquisitions)
+
+
+# --- same-date truth (transplanted cloud masks) -----------------------------------------------------
+
+SAME_DATE = ["meraner", "crga_os1", "crga_os2", "crga_os2_s2only"]
+
+
+@pytest.mark.parametrize("stem", SAME_DATE)
+def test_same_date_variants_transplant_a_mask_onto_a_clear_t_that_is_the_target(stem):
+    original = AcquisitionFactory.get_acquisition(CONFIGS / f"{stem}.json")
+    layout = AcquisitionFactory.get_acquisition(CONFIGS / f"{stem}_same_date.json")
+    assert layout.transplants == {"t": "clouds"}
+    assert layout.acquisitions["t"].s2 == S2Acquisition(0, 0)
+    assert layout.acquisitions["target"].window_hours == (0, 0) and layout.are_siblings("t", "target")
+    clouds = layout.acquisitions["clouds"]
+    assert clouds.s1 is None and clouds.s2 == S2Acquisition(1, 100) and clouds.window_hours == (-8760, 8760)
+    # every other acquisition is the original one
+    for name, acquisition in original.acquisitions.items():
+        if name not in ("t", "target"):
+            assert layout.acquisitions[name] == acquisition
+    # the records: the holes of t, the donor's date, never the donor's pixels
+    names = layout.keys(with_20m_bands=True, with_dem=False)
+    assert "s2_holes_t" in names and "s2_timestamp_clouds" in names
+    assert not {"s2_clouds", "s2_20m_clouds"} & set(names)
+
+
+def test_same_date_python_and_json_forms_are_equal():
+    layout = AcquisitionsLayout()
+    layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 0), timeframe_origin=True, clouds_from="clouds")
+    layout.new_acquisition(
+        "clouds", s2_acquisition=S2Acquisition(1, 100), timeframe_start_hours=-8760, timeframe_end_hours=8760
+    )
+    layout.new_acquisition("target", s2_acquisition=S2Acquisition(0, 0))
+    layout.set_siblings([["t", "target"]])
+    layout.validate()
+    content = layout.to_dict()
+    assert content["t"]["clouds_from"] == "clouds"
+    assert AcquisitionFactory.from_dict(json.loads(json.dumps(content))) == layout
+
+
+def _same_date(t_extra=None, clouds=None):
+    layout = AcquisitionsLayout()
+    layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 0), timeframe_origin=True, **(t_extra or {}))
+    layout.new_acquisition("clouds", **(clouds or {"s2_acquisition": S2Acquisition(1, 100)}))
+    return layout.validate()
+
+
+@pytest.mark.parametrize(
+    "build, pattern",
+    [
+        (lambda: _same_date({"clouds_from": "cloud"}), r"'t': clouds_from 'cloud' is not an acquisition"),
+        (lambda: _same_date({"clouds_from": "t"}), r"'t': clouds_from names the acquisition itself"),
+        (lambda: _same_date({"clouds_from": 3}), r"'t': clouds_from must be an acquisition name"),
+        (
+            lambda: _same_date(
+                {"clouds_from": "clouds"},
+                {"s2_acquisition": S2Acquisition(), "s1_acquisition": S1Acquisition(), "max_s1s2_gap_hours": 24},
+            ),
+            r"clouds_from 'clouds' must be an S2-only acquisition",
+        ),
+        (
+            lambda: AcquisitionsLayout().new_acquisition("t", s1_acquisition=S1Acquisition(), clouds_from="x"),
+            r"'t': clouds_from needs an S2 image",
+        ),
+    ],
+)
+def test_invalid_transplants_name_the_acquisition(build, pattern):
+    with pytest.raises(LayoutError, match=pattern):
+        build()
+
+
+def test_json_transplant_errors_name_the_file(tmp_path):
+    content = json.loads((CONFIGS / "crga_os2_same_date.json").read_text())
+    content["t"]["clouds_from"] = "nowhere"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(LayoutError, match=r"bad.json: acquisition 't': clouds_from 'nowhere' is not an acquisition"):
+        AcquisitionFactory.get_acquisition(path)

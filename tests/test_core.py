@@ -115,3 +115,11 @@ def test_open_raster_names_missing_and_corrupt_files(tmp_path):
     garbage.write_bytes(b"this is not a tiff" * 10)
     with pytest.raises(CorruptRasterError, match=r"garbage\.tif"):
         open_raster(garbage)
+
+
+def test_keys_of_source_finds_every_acquisition_and_skips_foreign_names():
+    from decloud.core.keys import keys_of_source
+
+    names = ["s2_holes_t", "s2_t", "s2_holes_d0", "s2_timestamp_t", "dem", "cloudfree", "s2_holes_"]
+    assert keys_of_source(names, "s2_holes") == ["s2_holes_t", "s2_holes_d0"]
+    assert keys_of_source(names, "s2") == ["s2_t"]

@@ -132,18 +132,18 @@ def test_the_model_and_the_baselines_score_as_numpy_computes_them(tmp_path):
     counted = {"s2_estim": 5 * (64 * 64 - 8 * 8) * 4, "s2_20m_estim": 5 * (32 * 32 - 4 * 4) * 6}
     for output, source, bands in (("s2_estim", "s2", S2_BANDS_10M), ("s2_20m_estim", "s2_20m", S2_BANDS_20M)):
         methods = report["outputs"][output]["methods"]
-        assert set(methods) == {"model", "gapfilling", "copy_nearest_date"}
+        assert set(methods) == {"model", "gapfilling_model_inputs", "copy_nearest"}
         assert list(methods["model"]["per_band"]) == list(bands)
         expected = {
             "model": scores(samples, source, blend),
-            "gapfilling": scores(samples, source, linear_in_time),
-            "copy_nearest_date": scores(samples, source, nearest_valid),
+            "gapfilling_model_inputs": scores(samples, source, linear_in_time),
+            "copy_nearest": scores(samples, source, nearest_valid),
         }
         for method, values in expected.items():
             overall = methods[method]["overall"]
-            assert overall["valid_pixels"] == values["valid_pixels"] == counted[output]
+            assert methods[method]["pixels"] * len(bands) == values["valid_pixels"] == counted[output]
             assert overall["mae"] == pytest.approx(values["mae"], rel=1e-5), (output, method)
-            assert overall["mse"] == pytest.approx(values["mse"], rel=1e-5), (output, method)
+            assert overall["rmse"] ** 2 == pytest.approx(values["mse"], rel=1e-5), (output, method)
         # three different answers: the check above tells them apart
         maes = [expected[method]["mae"] for method in expected]
         assert min(abs(a - b) for i, a in enumerate(maes) for b in maes[i + 1 :]) > 1e-3
@@ -154,7 +154,7 @@ def test_command_line_prints_and_writes_the_report(gapfilling_savedmodel, crga_r
     arguments = ["--savedmodel", str(gapfilling_savedmodel), "--test_records", str(crga_records)]
     assert main([*arguments, "--output", str(output)]) == 0
     printed = capsys.readouterr().out
-    assert "s2_estim vs s2_target (5 samples)" in printed and "copy_nearest_date" in printed
+    assert "s2_estim vs s2_target (5 samples" in printed and "copy_nearest" in printed
     written = json.loads(output.read_text())
     assert written == json.loads(json.dumps(evaluate(gapfilling_savedmodel, crga_records)))
     assert decloud_main(["evaluate", *arguments]) == 0
@@ -170,3 +170,72 @@ def test_records_without_the_model_inputs_are_refused(gapfilling_savedmodel, tmp
     assert done.returncode == 1
     assert "lacks keys" in done.stderr and "s2_tm1" in done.stderr and str(meraner) in done.stderr
     assert main(["--savedmodel", str(tmp_path / "nothing"), "--test_records", str(meraner)]) == 1
+
+
+# --- same-date truth: hole pixels only, series baselines ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def same_date_series(tmp_path_factory):
+    """A 64 x 64 tile: clear dates 1 and 11 May and 1 June, a cloudy date 21 May (cloud on rows 8-23, columns 4-19);
+    same-date records at patch (16, 0) of 32 pixels: every clear date is a target."""
+    from datetime import UTC, datetime
+
+    from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
+    from decloud.testing.regions import Rect
+    from decloud.testing.series_records import Scene, write_series_records
+    from decloud.testing.theia import make_theia_product
+
+    root = tmp_path_factory.mktemp("same_date")
+    for day, clouds in ((1, []), (11, []), (21, [Rect(8, 4, 16, 16)]), (31, [])):
+        acquired = datetime(2021, 5 + day // 31, day - 30 if day == 31 else day, 10, 30, tzinfo=UTC)
+        raw = make_theia_product(root / "raw", acquired=acquired, shape=(64, 64), clouds=clouds, season=day / 40)
+        prepare_s2_product(raw, root / "S2")
+    scene = Scene.load(root / "S2" / "T31TEJ")
+    assert write_series_records(scene, root / "records", [(0, 0)], 32) == 6
+    return root, scene
+
+
+def test_same_date_records_score_hole_pixels_against_independent_baselines(gapfilling_savedmodel_10m,
+                                                                          same_date_series):  # fmt: skip
+    root, scene = same_date_series
+    report = evaluate(gapfilling_savedmodel_10m, root / "records", s2_root=root / "S2")
+    methods = report["outputs"]["s2_estim"]["methods"]
+    assert set(methods) == {"model", "gapfilling_series", "gapfilling_model_inputs", "copy_nearest"}
+    assert methods["model"]["pixels"] == 6 * 16 * 16  # the 16 x 16 cloud, in each of the 6 samples
+    images = scene.images[:, :32, :32].astype(np.float64) / 1e4
+    holes = np.zeros((32, 32), bool)
+    holes[8:24, 4:20] = True
+    days = np.array([1.0, 11.0, 21.0, 32.0])  # 1, 11, 21 May, 1 June
+    errors = {"gapfilling_series": [], "copy_nearest": []}
+    for target in (0, 1, 3):  # clear dates; each is a target in 2 samples (2 orders of its inputs)
+        others = [d for d in (0, 1, 3) if d != target]  # date 2 is cloudy over the holes
+        before = [d for d in others if days[d] < days[target]]
+        after = [d for d in others if days[d] > days[target]]
+        if before and after:
+            b, a = before[-1], after[0]
+            w = (days[target] - days[b]) / (days[a] - days[b])
+            gap = images[b] + w * (images[a] - images[b])
+        else:
+            gap = images[before[-1] if before else after[0]]
+        nearest = min(others, key=lambda d: (abs(days[d] - days[target]), days[d]))
+        for name, estimate in (("gapfilling_series", gap), ("copy_nearest", images[nearest])):
+            errors[name] += [np.abs(estimate - images[target])[holes]] * 2
+    for name, values in errors.items():
+        assert methods[name]["overall"]["mae"] == pytest.approx(np.concatenate(values).mean(), abs=2e-5), name
+    # the records' inputs are the two other clear dates: the model-input baseline is the series one here
+    assert methods["gapfilling_model_inputs"]["overall"] == pytest.approx(methods["gapfilling_series"]["overall"])
+    assert report["scored_pixels"].startswith("hole pixels (s2_holes_t)")
+
+
+def test_records_tell_how_training_showed_the_cloudy_pixels(same_date_series, crga_records):
+    from decloud.models.data import cloudy_pixels_of
+
+    assert cloudy_pixels_of(same_date_series[0] / "records") == "nodata"
+    assert cloudy_pixels_of(crga_records) == "as_acquired"
+
+
+@pytest.fixture(scope="module")
+def gapfilling_savedmodel_10m(tmp_path_factory):
+    model = create_model("gapfilling")
+    return export_savedmodel(model.model(), model, tmp_path_factory.mktemp("gapfilling10") / "savedmodel")

@@ -17,7 +17,7 @@ from decloud.models.gapfilling import interpolate, interpolation_weight
 from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
 from decloud.models.registry import available_models, create_model, import_modules, register
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
+from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import RecordsError
 from decloud.testing.records import LAYOUTS, layout_keys, write_records
 
@@ -207,23 +207,6 @@ def test_ssim_is_one_for_identical_images_and_ignores_nodata_pixels():
     noisy = metrics.MaskedImageMetric("ssim")
     noisy.update_state(target, estimate)
     assert 0.0 < float(noisy.result()) < 0.999
-
-
-def test_band_accumulator_gives_per_band_and_overall_values():
-    target, estimate = _pair()
-    accumulator = metrics.BandAccumulator(S2_BANDS_10M)
-    accumulator.update(target[:1], estimate[:1])
-    accumulator.update(target[1:], estimate[1:])
-    results = accumulator.results()
-    valid = target != S2_NODATA
-    error = (estimate - target) * S2_SCALE
-    for index, band in enumerate(S2_BANDS_10M):
-        band_error = error[..., index][valid[..., index]]
-        np.testing.assert_allclose(results["per_band"][band]["mae"], np.abs(band_error).mean(), rtol=1e-5)
-        psnr = [10 * np.log10(1 / np.square(error[i, ..., index][valid[i, ..., index]]).mean()) for i in range(2)]
-        np.testing.assert_allclose(results["per_band"][band]["psnr"], np.mean(psnr), rtol=1e-4)
-    np.testing.assert_allclose(results["overall"]["mse"], np.square(error[valid]).mean(), rtol=1e-5)
-    assert results["overall"]["valid_pixels"] == int(valid.sum())
 
 
 def test_records_are_checked_against_the_model(tmp_path):

@@ -78,3 +78,14 @@ def test_an_older_opset(tmp_path, opset):
     metadata = json.loads(export_onnx(path, tmp_path / "old.onnx", opset=opset).read_text())
     assert metadata["opset"] == opset
     assert onnx.load(tmp_path / "old.onnx").opset_import[0].version == opset
+
+
+def test_the_onnx_description_keeps_how_training_showed_cloudy_pixels(tmp_path):
+    """A SavedModel trained on transplanted masks ("cloudy_pixels": "nodata") keeps that in its ONNX
+    description, so the processors feed the ONNX model holes as they would the SavedModel."""
+    _, path = savedmodel(tmp_path, "gapfilling")
+    description = json.loads((path / "decloud_model.json").read_text())
+    assert description["cloudy_pixels"] == "as_acquired"
+    (path / "decloud_model.json").write_text(json.dumps({**description, "cloudy_pixels": "nodata"}))
+    metadata = json.loads(export_onnx(path, tmp_path / "holes.onnx").read_text())
+    assert metadata["cloudy_pixels"] == "nodata"

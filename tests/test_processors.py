@@ -4,6 +4,8 @@ inputs read and mosaicked here from the prepared rasters), keep-clear, time seri
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -171,15 +173,57 @@ def test_crga_processor_output_is_the_model_on_the_prepared_inputs(tile, crga_os
     np.testing.assert_allclose(estimate[valid], expected[valid], atol=1)
 
 
-def test_keep_clear_keeps_the_clear_input_pixels(tile, crga_os2, tmp_path):
-    output = tmp_path / "kept.tif"
-    assert crga_processor.main(crga_arguments(tile, 2, crga_os2, output, "--keep_clear", "--ts", "64")) == 0
+def distance_to_clouds(cloudy: np.ndarray, reach: int = 8) -> np.ndarray:
+    """Euclidean distance to the nearest cloudy pixel, by trying every offset up to ``reach`` (inf beyond)."""
+    distance = np.full(cloudy.shape, np.inf)
+    rows, cols = cloudy.shape
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            shifted = np.zeros_like(cloudy)
+            shifted[max(0, -dy) : rows - max(0, dy), max(0, -dx) : cols - max(0, dx)] = cloudy[
+                max(0, dy) : rows - max(0, -dy), max(0, dx) : cols - max(0, -dx)
+            ]
+            distance = np.where(shifted, np.minimum(distance, np.hypot(dy, dx)), distance)
+    return distance
+
+
+def test_keep_clear_blends_the_estimate_into_the_clear_input_pixels(tile, crga_os2, tmp_path):
+    """Cloudy pixels and clear ones within 2 pixels (Euclidean) of a cloud: the estimate; between 2 and 7 pixels
+    away: cross-faded (weight of the estimate 1 - (d - 2) / 5); 7 pixels or more: the input's own pixels."""
+    kept_output, raw_output = tmp_path / "kept.tif", tmp_path / "raw.tif"
+    assert crga_processor.main(crga_arguments(tile, 2, crga_os2, kept_output, "--keep_clear", "--ts", "64")) == 0
+    assert crga_processor.main(crga_arguments(tile, 2, crga_os2, raw_output, "--ts", "64")) == 0
+    target = products(tile)[2]
+    source = read(target / f"{target.name}_FRE_10m.tif").astype(np.float64)
+    cloudy = read(target / f"{target.name}_CLM_R1.tif")[..., 0] != 0
+    kept, raw = read(kept_output), read(raw_output).astype(np.float64)
+    distance = distance_to_clouds(cloudy)
+    far, near = distance >= 7, distance <= 2
+    assert far.sum() > 1000 and (~far & ~near).sum() > 100
+    np.testing.assert_array_equal(kept[far], source[far])
+    np.testing.assert_array_equal(kept[near], raw[near])
+    fade = ~far & ~near
+    weight = (1 - (distance[fade] - 2) / 5)[:, None]
+    np.testing.assert_allclose(kept[fade], weight * raw[fade] + (1 - weight) * source[fade], atol=0.51)
+
+
+def test_a_model_trained_on_holes_is_fed_holes_where_the_image_is_cloudy(tile, crga_os2, tmp_path):
+    """decloud_model.json says "cloudy_pixels": "nodata": the image at t reaches the model with its cloud mask,
+    dilated by 2 pixels (Euclidean), at no-data (-10000), and as it is elsewhere."""
+    model = tmp_path / "holes_model"
+    shutil.copytree(crga_os2, model)
+    description = json.loads((model / "decloud_model.json").read_text())
+    assert description["cloudy_pixels"] == "as_acquired"  # exported without same-date records
+    (model / "decloud_model.json").write_text(json.dumps({**description, "cloudy_pixels": "nodata"}))
+    output = tmp_path / "out.tif"
+    assert crga_processor.main(crga_arguments(tile, 2, model, output, "--write_intermediate", "--ts", "64")) == 0
+    fed = read(tmp_path / "out_input_s2_t.tif")
     target = products(tile)[2]
     source = read(target / f"{target.name}_FRE_10m.tif")
-    clear = read(target / f"{target.name}_CLM_R1.tif")[..., 0] == 0
-    estimate = read(output)
-    np.testing.assert_array_equal(estimate[clear], source[clear])
-    assert (estimate[~clear] != source[~clear]).any()
+    holes = distance_to_clouds(read(target / f"{target.name}_CLM_R1.tif")[..., 0] != 0) <= 2
+    assert holes.sum() == 54 * 64 - 4 * 3  # the 50 x 60 cloud grown by 2 pixels, 3 pixels cut off each corner
+    assert (fed[holes] == -10000).all()
+    np.testing.assert_array_equal(fed[~holes], source[~holes])
 
 
 @pytest.fixture(scope="module")

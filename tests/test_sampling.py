@@ -379,3 +379,54 @@ def test_real_timeseries_records_hold_the_source_pixels(shared_data, tmp_path):
         ("0731", "0820", "0909"),
         ("0820", "0830", "0909"),
     ]
+
+
+def same_date_layout() -> AcquisitionsLayout:
+    """t: a clear patch with the cloud mask of another date (mask: 20-100 % cloudy, within 30 days) transplanted;
+    target: that same clear image."""
+    layout = AcquisitionsLayout()
+    layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 0), timeframe_origin=True, clouds_from="mask")
+    layout.new_acquisition(
+        "mask", s2_acquisition=S2Acquisition(20, 100), timeframe_start_hours=-720, timeframe_end_hours=720
+    )
+    layout.new_acquisition("target", s2_acquisition=S2Acquisition(0, 0))
+    layout.set_siblings([["t", "target"]])
+    return layout.validate()
+
+
+def test_transplanted_mask_makes_holes_in_the_clear_image(tile_data, tmp_path):
+    catalog = load_tile_catalog(TilesConfig.load(tile_data / "tiles.json"), "T31TEJ", tmp_path)
+    layout = same_date_layout()
+    found = find_tuples(layout, catalog, None, 64)
+    # Patch (0, 0) is clear on dates 2, 3 and 5; cloudy (>= 20 %) on dates 0, 1 and 4.
+    at_origin = {(int(t), int(m)) for r, c, t, m in zip(found.patch_row, found.patch_col, found.s2["t"],
+                                                        found.s2["mask"], strict=True) if (r, c) == (0, 0)}  # fmt: skip
+    assert at_origin == {(t, m) for t in (2, 3, 5) for m in (0, 1, 4)}
+    assert (found.s2["t"] == found.s2["target"]).all()
+    reader = SampleReader([catalog], 64, with_20m_bands=True, transplants=layout.transplants)
+    index = int(np.flatnonzero((found.patch_row == 0) & (found.patch_col == 0) & (found.s2["mask"] == 1))[0])
+    sample = reader.read(found, index)
+    reader.close()
+    assert set(sample) == set(layout.keys(with_20m_bands=True, with_dem=False))
+    assert "s2_mask" not in sample and "s2_holes_t" in sample
+    clear, donor = catalog.s2[found.s2["t"][index]], catalog.s2[1]
+    assert sample["s2_timestamp_mask"] == donor.acquired.timestamp()
+    with rasterio.open(clear.bands_10m) as stack, rasterio.open(donor.cloud_mask) as clm:
+        image = np.moveaxis(stack.read(window=((0, 64), (0, 64))), 0, -1)
+        holes = clm.read(1, window=((0, 64), (0, 64))) != 0
+    assert holes.all()  # date 1 is cloudy over rows 0-127 of every column: the whole patch
+    np.testing.assert_array_equal(sample["s2_holes_t"][..., 0], holes.astype(np.uint8))
+    assert (sample["s2_t"] == -10000).all() and (sample["s2_20m_t"] == -10000).all()
+    np.testing.assert_array_equal(sample["s2_target"], image)
+    # Patch (1, 1) with the mask of date 2 (rows 64-95, columns 64-127 cloudy): half the patch.
+    found_11 = np.flatnonzero((found.patch_row == 1) & (found.patch_col == 1) & (found.s2["mask"] == 2))
+    assert sorted(int(found.s2["t"][i]) for i in found_11) == [0, 3, 5]  # the dates where patch (1, 1) is clear
+    reader = SampleReader([catalog], 64, with_20m_bands=True, transplants=layout.transplants)
+    sample = reader.read(found, int(found_11[0]))
+    reader.close()
+    expected_holes = np.zeros((64, 64), bool)
+    expected_holes[:32, :] = True
+    np.testing.assert_array_equal(sample["s2_holes_t"][..., 0] != 0, expected_holes)
+    np.testing.assert_array_equal(sample["s2_t"][32:], sample["s2_target"][32:])
+    assert (sample["s2_t"][:32] == -10000).all() and (sample["s2_20m_t"][:16] == -10000).all()
+    assert (sample["s2_20m_t"][16:] != -10000).all()

@@ -9,6 +9,9 @@
       "siblings": [["t", "target"]]
     }
 
+Same-date truth: ``"clouds_from": "<acquisition>"`` on an acquisition transplants the real cloud mask of
+that (S2-only) acquisition's product onto its clear image (see :mod:`decloud.acquisitions.transplant`).
+
 A cloud bound is a number or ``{"random": [low, high]}``, or, as the original Decloud's layouts write it,
 the string ``"random.randint(low, high)"`` (read as ``{"random": [low, high]}``, never evaluated); any
 other string is refused. Any unknown key or value of the wrong type is a :class:`LayoutError` naming the
@@ -45,6 +48,7 @@ ACQUISITION_FIELDS = (
     "timeframe_end_hours",
     "max_s1s2_gap_hours",
     "timeframe_origin",
+    "clouds_from",
 )
 SENSOR_FIELDS = {S1_TYPE: ("type",), S2_TYPE: ("type", "min_cloud_percent", "max_cloud_percent")}
 #: The random cloud bound as the original Decloud's layouts write it, "random.randint(0, 20)": two integers.
@@ -150,6 +154,7 @@ def _add_acquisition(layout: AcquisitionsLayout, name: Any, content: Any) -> Non
         timeframe_end_hours=content.get("timeframe_end_hours", 0),
         max_s1s2_gap_hours=content.get("max_s1s2_gap_hours"),
         timeframe_origin=_origin_flag(content.get("timeframe_origin", False), where),
+        clouds_from=content.get("clouds_from"),
     )
 
 

@@ -6,6 +6,11 @@ to the one *origin* acquisition, with cloud-cover bounds on its S2 image. Two ac
 image unless a sibling group allows it. This module holds the data model and all its rules, so that the
 Python form and the JSON form (:mod:`decloud.acquisitions.acquisition_factory`) are checked alike.
 
+An acquisition may declare ``clouds_from``: the name of another, S2-only acquisition (the *mask donor*) whose
+product's real cloud mask is transplanted onto this acquisition's clear image (same-date truth, see
+:mod:`decloud.acquisitions.transplant`); a ``target`` sibling with the window (0, 0) is then that same clear
+image. The donor contributes its mask and date, never its pixels.
+
 Cloud bounds may be drawn at random (:class:`RandomBound`): randomness is data, resolved once per layout
 with a seed (:meth:`AcquisitionsLayout.resolved`), never code to evaluate.
 """
@@ -139,6 +144,7 @@ class Acquisition:
     window_hours: tuple[float, float] = (0, 0)
     max_s1s2_gap_hours: float | None = None
     is_origin: bool = False
+    clouds_from: str | None = None  #: the mask donor acquisition, for same-date truth
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -147,6 +153,7 @@ class Acquisition:
             self._check_sensors()
             self._check_window()
             self._check_gap()
+            self._check_clouds_from()
         except LayoutError as error:
             raise LayoutError(f"{prefix}: {error}") from None
 
@@ -182,6 +189,16 @@ class Acquisition:
         _require_number(self.max_s1s2_gap_hours, "max_s1s2_gap_hours")
         if self.max_s1s2_gap_hours <= 0:
             raise LayoutError(f"max_s1s2_gap_hours must be > 0, not {short_repr(self.max_s1s2_gap_hours)}")
+
+    def _check_clouds_from(self) -> None:
+        if self.clouds_from is None:
+            return
+        if not isinstance(self.clouds_from, str):
+            raise LayoutError(f"clouds_from must be an acquisition name, not {short_repr(self.clouds_from)}")
+        if self.clouds_from == self.name:
+            raise LayoutError("clouds_from names the acquisition itself: the mask must come from another product")
+        if self.s2 is None:
+            raise LayoutError("clouds_from needs an S2 image to transplant the mask onto")
 
 
 def _check_name(name: Any) -> None:
@@ -234,8 +251,12 @@ class AcquisitionsLayout:
         timeframe_end_hours: float = 0,
         max_s1s2_gap_hours: float | None = None,
         timeframe_origin: bool = False,
+        clouds_from: str | None = None,
     ) -> None:
-        """Add an acquisition (checked now; the rules between acquisitions are checked by :meth:`validate`)."""
+        """Add an acquisition (checked now; the rules between acquisitions are checked by :meth:`validate`).
+
+        ``clouds_from`` names the S2-only acquisition whose product's cloud mask is transplanted onto this
+        acquisition's clear image (same-date truth)."""
         acquisition = Acquisition(
             name,
             s1=s1_acquisition,
@@ -243,6 +264,7 @@ class AcquisitionsLayout:
             window_hours=(timeframe_start_hours, timeframe_end_hours),
             max_s1s2_gap_hours=max_s1s2_gap_hours,
             is_origin=timeframe_origin,
+            clouds_from=clouds_from,
         )
         if name in self._acquisitions:
             raise LayoutError(f"acquisition {name!r} is defined twice")
@@ -261,6 +283,15 @@ class AcquisitionsLayout:
             unknown = sorted(group - self._acquisitions.keys())
             if unknown:
                 raise LayoutError(f"siblings: unknown acquisition(s) {', '.join(map(repr, unknown))} in a group")
+        for name, donor in self.transplants.items():
+            where = f"acquisition {name!r}: clouds_from {donor!r}"
+            if donor not in self._acquisitions:
+                raise LayoutError(f"{where} is not an acquisition of the layout")
+            acquisition = self._acquisitions[donor]
+            if acquisition.s2 is None or acquisition.s1 is not None:
+                raise LayoutError(f"{where} must be an S2-only acquisition (it gives its cloud mask)")
+            if acquisition.clouds_from is not None:
+                raise LayoutError(f"{where} itself takes clouds from another acquisition")
         return self
 
     def resolved(self, seed: int) -> AcquisitionsLayout:
@@ -298,14 +329,26 @@ class AcquisitionsLayout:
         """True until :meth:`resolved`: the search needs plain numbers."""
         return any(a.s2 is not None and a.s2.is_random for a in self._acquisitions.values())
 
+    @property
+    def transplants(self) -> dict[str, str]:
+        """Acquisition -> its mask donor, for the acquisitions that declare ``clouds_from``."""
+        return {name: a.clouds_from for name, a in self._acquisitions.items() if a.clouds_from is not None}
+
     def are_siblings(self, first: str, second: str) -> bool:
         """Whether acquisitions ``first`` and ``second`` may use the same image."""
         return any(first in group and second in group for group in self._siblings)
 
     def keys(self, with_20m_bands: bool, with_dem: bool) -> list[str]:
-        """The TFRecord keys of a sample of this layout, acquisition by acquisition, then per-sample keys."""
+        """The TFRecord keys of a sample of this layout, acquisition by acquisition, then per-sample keys (a
+        transplanted acquisition adds its holes; a mask donor only its date)."""
         names: list[str] = []
+        donors = set(self.transplants.values())
         for name, acquisition in self._acquisitions.items():
+            if name in donors:  # a mask donor gives its mask (under the holder's key) and its date only
+                names.append(keys.key(keys.S2_TIMESTAMP, name))
+                continue
+            if acquisition.clouds_from is not None:
+                names.append(keys.key(keys.S2_HOLES, name))
             if acquisition.s1 is not None:
                 names += [keys.key(keys.S1, name), keys.key(keys.S1_TIMESTAMP, name)]
             if acquisition.s2 is not None:
@@ -359,6 +402,8 @@ def _acquisition_dict(acquisition: Acquisition) -> dict[str, Any]:
     result: dict[str, Any] = {"acquisition": sensors}
     if acquisition.max_s1s2_gap_hours is not None:
         result["max_s1s2_gap_hours"] = acquisition.max_s1s2_gap_hours
+    if acquisition.clouds_from is not None:
+        result["clouds_from"] = acquisition.clouds_from
     if acquisition.is_origin:
         result["timeframe_origin"] = True
     else:

@@ -9,6 +9,7 @@ last underscore.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from decloud.core.errors import InvalidArgumentError
@@ -18,6 +19,9 @@ from decloud.preprocessing.constants import S1_BANDS, S2_BANDS_10M, S2_BANDS_20M
 S1 = "s1"
 S2 = "s2"
 S2_20M = "s2_20m"
+#: Holes of an acquisition made from a clear image and another product's cloud mask (1 = hole, its pixels
+#: set to no-data in the image): the pixels a model had to produce, the only ones scores count.
+S2_HOLES = "s2_holes"
 # --- Per-acquisition scalars -------------------------------------------------------------------
 S1_TIMESTAMP = "s1_timestamp"
 S2_TIMESTAMP = "s2_timestamp"
@@ -49,6 +53,7 @@ SOURCES: dict[str, SourceSpec] = {
     S1: SourceSpec("uint16", len(S1_BANDS)),
     S2: SourceSpec("int16", len(S2_BANDS_10M)),
     S2_20M: SourceSpec("int16", len(S2_BANDS_20M), scale=2),
+    S2_HOLES: SourceSpec("uint8", 1),
     DEM: SourceSpec("int16", 1, scale=2),
     S1_TIMESTAMP: SourceSpec("float64", None),
     S2_TIMESTAMP: SourceSpec("float64", None),
@@ -57,7 +62,7 @@ SOURCES: dict[str, SourceSpec] = {
     PATCH_COL: SourceSpec("int32", None),
 }
 #: Sources that exist once per acquisition; the others exist once per sample.
-PER_ACQUISITION = (S1, S2, S2_20M, S1_TIMESTAMP, S2_TIMESTAMP)
+PER_ACQUISITION = (S1, S2, S2_20M, S2_HOLES, S1_TIMESTAMP, S2_TIMESTAMP)
 
 
 def check_acquisition_name(name: str) -> str:
@@ -91,3 +96,15 @@ def split_key(name: str) -> tuple[str, str | None]:
 def spec_of(name: str) -> SourceSpec:
     """Type and layout of the tensor under key ``name``."""
     return SOURCES[split_key(name)[0]]
+
+
+def keys_of_source(names: Iterable[str], source: str) -> list[str]:
+    """The keys among ``names`` that hold ``source`` (any acquisition); names outside the contract are skipped."""
+    found = []
+    for name in names:
+        try:
+            if split_key(name)[0] == source:
+                found.append(name)
+        except InvalidArgumentError:
+            continue
+    return found

@@ -1,15 +1,15 @@
 """How good the demo's reconstruction is: the model's estimate of the cloudy pixels of every reconstructed date
-compared with the generator's cloud-free truth, side by side with the two baselines a user would try first,
-computed per pixel over the whole series of prepared products:
+compared with the generator's cloud-free truth, side by side with the baselines a user would try first, computed
+per pixel over the whole series of prepared products (:mod:`decloud.models.series_baselines`):
 
-- ``gapfilling``: linear interpolation in time between the nearest clear date before and the nearest clear date
-  after (:func:`decloud.models.gapfilling.interpolate`; the one clear date where only one side has any);
-- ``copy_nearest_date``: the value of the clear date nearest in time (earlier first on a tie).
+- ``gapfilling_series``: linear interpolation in time between the nearest clear date before and the nearest clear
+  date after (the one clear date where only one side has any);
+- ``copy_nearest``: the value of the clear date nearest in time (earlier first on a tie).
 
 Only pixels that are cloudy (CLM) and not no-data (EDG) in the input, and that every method estimates, count.
-Metrics come from :class:`decloud.models.metrics.BandAccumulator` (reflectance; PSNR for a peak of 1, mean over
-the dates of each date's PSNR, per WINDOW_SIZE window on larger tiles), over the whole tile and over the test ROI
-alone (patches never trained on).
+Scores come from :class:`decloud.models.scores.HoleScores` (reflectance; PSNR from the pooled MSE), over the
+whole tile and over the test ROI alone (patches never trained on). The seam figure is the mean absolute gradient
+across the cloud masks' boundaries in the reconstruction and in the truth (within each WINDOW_SIZE window).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from rasterio.windows import Window
 
 from decloud.core.patches import patch_window
 from decloud.core.raster import block_windows, open_raster, read_window
-from decloud.models.gapfilling import interpolate
-from decloud.models.metrics import BandAccumulator
-from decloud.preprocessing.constants import PATCH_SIZE, S2_BANDS_10M, S2_MODEL_SCALE, S2_NODATA, S2_SUFFIX_EDG
-from decloud.production.input_selection import select_pairs
+from decloud.models.scores import HoleScores, scorable, seam_sums
+from decloud.models.series_baselines import copy_nearest, gap_fill
+from decloud.preprocessing.constants import PATCH_SIZE, S2_BANDS_10M, S2_NODATA, S2_SUFFIX_EDG
 from decloud.sampling.catalog import S2Product
 
-METHODS = ("model", "gapfilling", "copy_nearest_date")
+METHODS = ("model", "gapfilling_series", "copy_nearest")
+#: Rows of the printed table: the tile's methods and the records' model-inputs baseline.
+TABLE_METHODS = ("model", "gapfilling_series", "gapfilling_model_inputs", "copy_nearest")
 SCOPES = ("tile_cloudy_pixels", "test_area_cloudy_pixels")
 #: Window of the assessment: every date of the series is read at once over it, so it bounds the memory.
 WINDOW_SIZE = 512
@@ -73,25 +74,6 @@ class _Series:
         return values, ~cloudy & ~nodata, cloudy & ~nodata
 
 
-def gap_filling(values: np.ndarray, clear: np.ndarray, times: np.ndarray, target: float) -> np.ndarray:
-    """Per pixel, the linear interpolation at ``target`` between the nearest clear dates before and after it."""
-    sides = []
-    for side in (times < target, times > target):
-        chosen, _, found, index, _ = select_pairs(values[side], clear[side], times[side], None, None, [], target, 0.0)
-        sides.append((chosen, np.where(found, times[side][np.maximum(index, 0)], np.nan)))
-    (before, time_before), (after, time_after) = sides
-    span = time_after - time_before
-    weight = np.clip(np.nan_to_num((target - time_before) / np.where(span > 0, span, 1.0), nan=0.5), 0.0, 1.0)
-    scaled = [(image * S2_MODEL_SCALE).astype(np.float32) for image in (before, after)]
-    blended = interpolate(*scaled, weight[..., np.newaxis].astype(np.float32))
-    return np.rint(np.asarray(blended) / S2_MODEL_SCALE).astype(np.int16)
-
-
-def copy_nearest(values: np.ndarray, clear: np.ndarray, times: np.ndarray, target: float) -> np.ndarray:
-    """Per pixel, the value of the clear date nearest to ``target``."""
-    return select_pairs(values, clear, times, None, None, [], target, 0.0)[0]
-
-
 def _area_mask(roi: np.ndarray, window: Window) -> np.ndarray:
     """The 10 m pixels of ``window`` inside the patches marked in the patch-grid raster ``roi``."""
     patches = roi[patch_window(window).toslices()]
@@ -101,9 +83,8 @@ def _area_mask(roi: np.ndarray, window: Window) -> np.ndarray:
 def assess(series: list[S2Product], reconstructions: list[Reconstruction], test_roi: Path) -> dict[str, Any]:
     """Metrics of the model and the baselines on the cloudy pixels of ``reconstructions``, over the tile and
     over the test ROI, and the number of cloudy pixels scored on each date."""
-    accumulators = {
-        scope: {method: BandAccumulator(S2_BANDS_10M, with_ssim=False) for method in METHODS} for scope in SCOPES
-    }
+    accumulators = {scope: {method: HoleScores(S2_BANDS_10M) for method in METHODS} for scope in SCOPES}
+    seams = {name: [0.0, 0] for name in ("model", "truth")}
     counts = {r.product.name: 0 for r in reconstructions}
     times = np.array([p.acquired.timestamp() for p in series])
     names = [p.name for p in series]
@@ -123,25 +104,29 @@ def assess(series: list[S2Product], reconstructions: list[Reconstruction], test_
                 others = np.arange(len(series)) != index
                 methods = {
                     "model": np.moveaxis(read_window(estimate, window), 0, -1),
-                    "gapfilling": gap_filling(values[others], clear[others], times[others], times[index]),
-                    "copy_nearest_date": copy_nearest(values[others], clear[others], times[others], times[index]),
+                    "gapfilling_series": gap_fill(values[others], clear[others], times[others], times[index]),
+                    "copy_nearest": copy_nearest(values[others], clear[others], times[others], times[index]),
                 }
-                scored = cloudy[index] & np.all([(m != S2_NODATA).all(axis=-1) for m in methods.values()], axis=0)
-                counts[reconstruction.product.name] += int(scored.sum())
                 reference = np.moveaxis(read_window(truth, window), 0, -1)
+                scored = scorable(reference, cloudy[index], list(methods.values()))
+                counts[reconstruction.product.name] += int(scored.sum())
                 for scope, area in areas.items():
-                    y_true = np.where((scored & area)[..., np.newaxis], reference, S2_NODATA)[np.newaxis]
                     for method, y_pred in methods.items():
-                        accumulators[scope][method].update(y_true, y_pred[np.newaxis])
+                        accumulators[scope][method].update(reference, y_pred, scored & area, scored)
+                for name, image in (("model", methods["model"]), ("truth", reference)):
+                    total, pairs = seam_sums(image, cloudy[index])
+                    seams[name][0] += total
+                    seams[name][1] += pairs
     return {
         "cloudy_pixels_per_date": counts,
         "scopes": {
             scope: {
-                "pixels": accumulators[scope]["model"].results()["overall"]["valid_pixels"] // len(S2_BANDS_10M),
+                "pixels": accumulators[scope]["model"].pixels,
                 "methods": {method: acc.results()["overall"] for method, acc in accumulators[scope].items()},
             }
             for scope in SCOPES
         },
+        "seam_gradient": {name: (total / pairs if pairs else None) for name, (total, pairs) in seams.items()},
     }
 
 
@@ -159,22 +144,23 @@ def records_scope(report: dict[str, Any]) -> dict[str, Any]:
     output = report["outputs"]["s2_estim"]
     return {
         "samples": report["samples"],
-        "reference": f"{output['target']}: a clear date within 10 days of the cloudy one (the layout's target)",
+        "reference": f"{output['target']}: {report['scored_pixels']}",
         "methods": {method: results["overall"] for method, results in output["methods"].items()},
     }
 
 
-def format_table(scopes: dict[str, dict[str, Any]]) -> str:
-    """MAE and PSNR of every method (rows) in every scope (columns), with what each scope counts."""
+def format_table(scopes: dict[str, dict[str, Any]], seam: dict[str, float | None] | None = None) -> str:
+    """MAE and PSNR of every method (rows) in every scope (columns), with what each scope counts, and the seam
+    figure of the reconstruction beside the truth's."""
     cell = 9
     width = len(TABLE_METRICS) * cell
     lines = [
-        f"{'':<20}" + "".join(f"{title:>{width + 3}}" for title in TABLE_SCOPES.values()),
-        f"{'method':<20}"
+        f"{'':<24}" + "".join(f"{title:>{width + 3}}" for title in TABLE_SCOPES.values()),
+        f"{'method':<24}"
         + "".join("   " + "".join(f"{m.upper():>{cell}}" for m in TABLE_METRICS) for _ in TABLE_SCOPES),
     ]
-    for method in METHODS:
-        row = f"{method:<20}"
+    for method in TABLE_METHODS:
+        row = f"{method:<24}"
         for scope in TABLE_SCOPES:
             results = scopes[scope]["methods"].get(method, {})
             values = [results.get(metric) for metric in TABLE_METRICS]
@@ -184,6 +170,11 @@ def format_table(scopes: dict[str, dict[str, Any]]) -> str:
         f"test records: {scopes['test_records']['samples']} samples vs {scopes['test_records']['reference']}; "
         f"cloudy: {scopes['test_area_cloudy_pixels']['pixels']} / {scopes['tile_cloudy_pixels']['pixels']} "
         "cloudy pixels of the reconstructed dates vs the generator's cloud-free truth. "
-        "MAE in reflectance, PSNR in dB for a peak of 1."
+        "MAE in reflectance, PSNR (pooled MSE) in dB for a peak of 1."
     )
+    if seam and seam.get("model") is not None and seam.get("truth"):
+        lines.append(
+            f"seam (mean |gradient| across the cloud masks' edges): reconstruction {seam['model']:.4f}, "
+            f"truth {seam['truth']:.4f} (ratio {seam['model'] / seam['truth']:.2f})"
+        )
     return "\n".join(lines)

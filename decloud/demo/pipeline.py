@@ -42,8 +42,9 @@ from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, cre
 
 log = logging.getLogger(__name__)
 
-#: The layout of the samples (the shipped layout crga_os2.json), and the model it feeds.
-LAYOUT_FILE = layout_path("crga_os2")
+#: The layout of the samples (the shipped layout crga_os2_same_date.json: same-date truth, real cloud masks of
+#: the tile transplanted onto clear images), and the model it feeds.
+LAYOUT_FILE = layout_path("crga_os2_same_date")
 MODEL = "crga_os2_unet"
 DATASETS = ("train", "valid", "test")
 #: Shares of the tile's rows of patches given to the valid and test datasets (at least one row each), from
@@ -256,7 +257,7 @@ def reconstruct(paths: DemoPaths) -> list[Path]:
 def assess_and_report(paths: DemoPaths, scene: Scene, outputs: list[Path], seed: int, quick: bool) -> dict:
     """Evaluate the model on the test records and on the tile, draw the quicklook of the date about half cloudy
     (:func:`decloud.demo.quicklook.showcase_date`), and write metrics.json; return its content."""
-    report = evaluate(paths.savedmodel, paths.records("test"))
+    report = evaluate(paths.savedmodel, paths.records("test"), s2_root=paths.s2_root)
     reconstructions = []
     for output in outputs:
         product = s2_product(paths.s2_root / TILE / output.name.removesuffix(OUTPUT_SUFFIX_10M))
@@ -273,6 +274,7 @@ def assess_and_report(paths: DemoPaths, scene: Scene, outputs: list[Path], seed:
         "quicklook_date": showcase.product.name,
         "scopes": {"test_records": records_scope(report), **tile["scopes"]},
         "cloudy_pixels_per_date": counts,
+        "seam_gradient": tile["seam_gradient"],
         "test_records_report": report,
     }
     with atomic_file(paths.metrics) as temporary:
@@ -307,4 +309,4 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False) -> DemoResult:
     with stage(7, STAGES, "assessing the reconstruction"):
         metrics = assess_and_report(paths, scene, outputs, seed, quick)
     files = sorted(path for path in out.rglob("*") if path.is_file())
-    return DemoResult(metrics, format_table(metrics["scopes"]), files)
+    return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), files)

@@ -9,6 +9,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA
 from decloud.core import keys
 from decloud.models.model import Model, is_image_key
 from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata, shard_paths, shard_records
@@ -25,6 +26,13 @@ def _patchsize(shapes: dict[str, tuple[int, ...]], names: Sequence[str]) -> int 
         if name in shapes and is_image_key(name) and len(shapes[name]) == 3:
             return shapes[name][0] * keys.spec_of(name).scale
     return None
+
+
+def cloudy_pixels_of(records_dir: str | os.PathLike[str]) -> str:
+    """How the records show the model the cloudy pixels of the image to reconstruct: holes set to no-data
+    when they carry transplanted masks (``s2_holes_<acquisition>``, same-date truth), as acquired otherwise."""
+    types, _ = read_metadata(records_dir)
+    return CLOUDY_AS_NODATA if keys.keys_of_source(types, keys.S2_HOLES) else CLOUDY_AS_ACQUIRED
 
 
 def check_records(records_dir: str | os.PathLike[str], model: Model) -> int:

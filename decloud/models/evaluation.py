@@ -1,12 +1,21 @@
-"""Evaluation of a SavedModel on test records, side by side with the baselines a user would try first.
+"""Evaluation of a SavedModel on test records, side by side with the baselines a user would otherwise use, on
+the pixels the model had to produce:
 
+- records of same-date truth (``s2_holes_<acquisition>``, see :mod:`decloud.acquisitions.transplant`) are
+  scored on their hole pixels only, against the target, the same clear image; other records (Decloud's original
+  recipe: the target is another date) on every valid target pixel;
 - ``model``: the SavedModel's outputs (``s2_estim``, and ``s2_20m_estim`` if it has one);
-- ``gapfilling``: linear interpolation in time between ``tm1`` and ``tp1`` (the ``gapfilling`` model),
-  when the records hold both dates and their timestamps;
-- ``copy_nearest_date``: per pixel, the value of the input date nearest in time to the target that is
-  valid there; dates on the target's own day (the cloudy image) are used only when no other date is.
+- with the prepared series (``s2_root``: the records carry tile, patch position and dates, so evaluation reads
+  the series rather than records carrying it): ``gapfilling_series``, linear gap-filling per pixel between the
+  nearest clear observations before and after over the whole series; ``gapfilling_model_inputs``, the same
+  over the dates of the model's own S2 inputs; ``copy_nearest``, the nearest clear observation of the series
+  (10 m output; the target date itself is never used);
+- without the series, from the records alone (which hold no cloud mask of the inputs, so only no-data counts
+  as unusable): ``gapfilling_model_inputs``, interpolation between ``tm1`` and ``tp1`` (the ``gapfilling``
+  model); ``copy_nearest``, the valid input date nearest to the target, the target's own day last.
 
-Metrics (overall and per band) come from :class:`decloud.models.metrics.BandAccumulator`.
+Every method is scored on the same pixels (where all of them give a value), with
+:class:`decloud.models.scores.HoleScores`: MAE, RMSE, PSNR from the pooled MSE, SSIM, SAM.
 """
 
 from __future__ import annotations
@@ -14,18 +23,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
+from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
 from decloud.core.errors import DecloudError
 from decloud.models.export import ServingModel
 from decloud.models.gapfilling import AFTER, AT, BEFORE
-from decloud.models.metrics import BandAccumulator
 from decloud.models.model import OUTPUT_BANDS, TARGET, output_source, target_key
 from decloud.models.registry import create_model
+from decloud.models.scores import HoleScores, format_scores, scorable
+from decloud.models.series_baselines import SeriesReader, copy_nearest, gap_fill
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.sampling.tfrecords import (
     RecordsError,
@@ -40,9 +53,10 @@ log = logging.getLogger(__name__)
 #: Dates closer than this to the target's are "the same day" (the cloudy acquisition).
 SAME_DAY_SECONDS = 12 * 3600.0
 UNITS = (
-    f"reflectance (prepared value x {S2_MODEL_SCALE:g}); psnr in dB for a data range of 1; ssim unitless; "
-    "sam_degrees in degrees"
+    f"reflectance (prepared value x {S2_MODEL_SCALE:g}); psnr in dB for a data range of 1, from the pooled MSE; "
+    "ssim unitless; sam_degrees in degrees"
 )
+SERIES_METHODS = ("gapfilling_series", "gapfilling_model_inputs", "copy_nearest")
 
 Baseline = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -91,7 +105,7 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
             estimates = gapfilling({name: batch[name] for name in stamps + dates}, training=False)
             return {name: np.asarray(estimates[name]) for name in outputs}
 
-        found["gapfilling"] = gap_fill
+        found["gapfilling_model_inputs"] = gap_fill
         needed.update(stamps + dates)
     nearest = {source: _acquisitions(types, source) for source in sources}
     if keys.key(keys.S2_TIMESTAMP, TARGET) in types and all(nearest.values()):
@@ -101,7 +115,7 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
                 name: copy_nearest_date(batch, output_source(name), nearest[output_source(name)]) for name in outputs
             }
 
-        found["copy_nearest_date"] = copy
+        found["copy_nearest"] = copy
         needed.add(keys.key(keys.S2_TIMESTAMP, TARGET))
         for source, names in nearest.items():
             needed.update(keys.key(source, name) for name in names)
@@ -109,15 +123,101 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
     return found, needed
 
 
+def holes_key(types: dict[str, str]) -> str | None:
+    """The key of the records' transplanted holes (same-date truth), None for records without; several are an
+    error (which one would the target's be?)."""
+    found = keys.keys_of_source(types, keys.S2_HOLES)
+    if len(found) > 1:
+        raise RecordsError(f"the records hold several hole keys {sorted(found)}: evaluation needs one")
+    return found[0] if found else None
+
+
+def _input_dates(serving: ServingModel, batch: dict[str, np.ndarray], index: int) -> list[float]:
+    """Dates of the model's S2 inputs for sample ``index``."""
+    dates = []
+    for name in serving.inputs:
+        source, acquisition = keys.split_key(name)
+        if source == keys.S2 and keys.key(keys.S2_TIMESTAMP, acquisition) in batch:
+            dates.append(float(batch[keys.key(keys.S2_TIMESTAMP, acquisition)][index]))
+    return dates
+
+
+def series_estimates(
+    series: SeriesReader, batch: dict[str, np.ndarray], index: int, size: int, input_dates: list[float]
+) -> dict[str, np.ndarray]:
+    """The series baselines of sample ``index`` (10 m), from the prepared series of its tile."""
+    tile = bytes(batch[keys.TILE][index]).decode()
+    window = Window(int(batch[keys.PATCH_COL][index]), int(batch[keys.PATCH_ROW][index]), size, size)
+    target = float(batch[keys.key(keys.S2_TIMESTAMP, TARGET)][index])
+    patch = series.read(tile, window)
+    others = patch.without(np.abs(patch.times - target) >= SAME_DAY_SECONDS)
+    inputs = others.without(np.isin(others.times, input_dates))
+    return {
+        "gapfilling_series": gap_fill(others.values, others.clear, others.times, target),
+        "gapfilling_model_inputs": gap_fill(inputs.values, inputs.clear, inputs.times, target),
+        "copy_nearest": copy_nearest(others.values, others.clear, others.times, target),
+    }
+
+
+def _score(
+    serving: ServingModel,
+    test_records: str | os.PathLike[str],
+    batch_size: int,
+    types: dict[str, str],
+    holes: str | None,
+    series: SeriesReader | None,
+    allow_partial: bool,
+) -> tuple[dict[str, dict[str, HoleScores]], int]:
+    """Scores of every method per output over the records, and the number of samples."""
+    outputs = serving.main_outputs()
+    targets = {name: target_key(name) for name in outputs}
+    if series is not None:
+        needed = {keys.TILE, keys.PATCH_ROW, keys.PATCH_COL, keys.key(keys.S2_TIMESTAMP, TARGET)}
+        if not needed <= set(types):
+            raise RecordsError(f"{test_records} lacks {sorted(needed - set(types))}: the series cannot be read")
+        methods, baseline_keys = {}, needed | set(keys.keys_of_source(types, keys.S2_TIMESTAMP))
+    else:
+        methods, baseline_keys = baselines(types, outputs)
+    read = sorted({*serving.inputs, *targets.values(), *baseline_keys, *([holes] if holes else [])})
+    scores: dict[str, dict[str, HoleScores]] = {name: {} for name in outputs}
+    samples = 0
+    dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
+    with corrupt_records_named([test_records]):
+        for batch in dataset.as_numpy_iterator():
+            estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
+            estimates.update({method: baseline(batch) for method, baseline in methods.items()})
+            for index in range(len(batch[targets[outputs[0]]])):
+                for name in outputs:
+                    truth = batch[targets[name]][index]
+                    scale = keys.SOURCES[output_source(name)].scale
+                    by_method = {method: values[name][index] for method, values in estimates.items()}
+                    if series is not None and scale == 1:
+                        dates = _input_dates(serving, batch, index)
+                        by_method.update(series_estimates(series, batch, index, truth.shape[0], dates))
+                    hole = (
+                        holes_at_scale(batch[holes][index][..., 0] != 0, scale)
+                        if holes
+                        else np.ones(truth.shape[:2], dtype=bool)
+                    )
+                    scored = scorable(truth, hole, list(by_method.values()))
+                    for method, estimate in by_method.items():
+                        bands = OUTPUT_BANDS[output_source(name)]
+                        scores[name].setdefault(method, HoleScores(bands)).update(truth, estimate, scored)
+            samples += len(batch[targets[outputs[0]]])
+    return scores, samples
+
+
 def evaluate(
     savedmodel: str | os.PathLike[str],
     test_records: str | os.PathLike[str],
     batch_size: int = 8,
+    s2_root: str | os.PathLike[str] | None = None,
     *,
     allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of the SavedModel and of the baselines over every sample of ``test_records`` (checked
-    against its summary first: see :func:`~decloud.sampling.tfrecords.check_sample_counts`)."""
+    """Scores of the SavedModel and of the baselines over every sample of ``test_records`` (checked against
+    its summary first: see :func:`~decloud.sampling.tfrecords.check_sample_counts`); ``s2_root`` (the folder
+    of the tiles' prepared S2 products) gives the series baselines."""
     serving = ServingModel(savedmodel)
     outputs = serving.main_outputs()
     targets = {name: target_key(name) for name in outputs}
@@ -127,35 +227,24 @@ def evaluate(
         raise RecordsError(
             f"{test_records} lacks keys {missing} that {savedmodel} needs (records hold {sorted(types)})"
         )
-    methods, baseline_keys = baselines(types, outputs)
-    if not methods:
-        log.warning("%s allows no baseline (needs timestamps and tm1/tp1 or other dates)", test_records)
-    accumulators = {
-        method: {name: BandAccumulator(OUTPUT_BANDS[output_source(name)]) for name in outputs}
-        for method in ["model", *methods]
-    }
-    read = sorted({*serving.inputs, *targets.values(), *baseline_keys})
+    holes = holes_key(types)
     check_sample_counts(test_records, allow_partial=allow_partial)
-    samples = 0
-    with corrupt_records_named([test_records]):
-        dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
-        for batch in dataset.as_numpy_iterator():
-            estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
-            estimates.update({method: baseline(batch) for method, baseline in methods.items()})
-            for method, by_output in estimates.items():
-                for name in outputs:
-                    accumulators[method][name].update(batch[targets[name]], by_output[name])
-            samples += len(batch[targets[outputs[0]]])
+    with SeriesReader(s2_root) if s2_root is not None else nullcontext() as series:
+        scores, samples = _score(serving, test_records, batch_size, types, holes, series, allow_partial)
     return {
         "savedmodel": str(Path(savedmodel)),
         "test_records": str(Path(test_records)),
+        "s2_root": None if s2_root is None else str(Path(s2_root)),
         "samples": samples,
+        "scored_pixels": f"hole pixels ({holes}) vs the same-date target"
+        if holes
+        else "every valid target pixel (the records carry no holes: the target is another date)",
         "units": UNITS,
         "outputs": {
             name: {
                 "target": targets[name],
                 "bands": list(OUTPUT_BANDS[output_source(name)]),
-                "methods": {method: accumulators[method][name].results() for method in accumulators},
+                "methods": {method: accumulator.results() for method, accumulator in scores[name].items()},
             }
             for name in outputs
         },
@@ -163,14 +252,9 @@ def evaluate(
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Overall metrics of every method, side by side, one table per output."""
-    lines = []
+    """Overall scores of every method, side by side, one table per output."""
+    tables = []
     for name, output in report["outputs"].items():
-        methods = output["methods"]
-        metrics = [metric for metric in next(iter(methods.values()))["overall"] if metric != "valid_pixels"]
-        lines.append(f"{name} vs {output['target']} ({report['samples']} samples)")
-        lines.append(f"  {'method':<20}" + "".join(f"{metric:>13}" for metric in metrics))
-        for method, results in methods.items():
-            values = [results["overall"][metric] for metric in metrics]
-            lines.append(f"  {method:<20}" + "".join("            -" if v is None else f"{v:13.5g}" for v in values))
-    return "\n".join(lines)
+        title = f"{name} vs {output['target']} ({report['samples']} samples; scored: {report['scored_pixels']})"
+        tables.append(format_scores(output["methods"], title))
+    return "\n".join(tables)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import decloud
+from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, DESCRIPTION_KEY
 from decloud.core import keys
 from decloud.core.atomic import atomic_directory
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError, InvalidFileError
@@ -76,7 +77,9 @@ def describe_output(name: str) -> dict[str, Any]:
     }
 
 
-def model_description(model: Model) -> dict[str, Any]:
+def model_description(model: Model, cloudy_pixels: str = CLOUDY_AS_ACQUIRED) -> dict[str, Any]:
+    """What a user (and the processors) must know of an exported model; ``cloudy_pixels`` tells how the cloudy
+    pixels of the image to reconstruct were shown to it in training (:mod:`decloud.acquisitions.transplant`)."""
     names = model.output_names()
     return {
         "decloud_version": decloud.__version__,
@@ -86,14 +89,18 @@ def model_description(model: Model) -> dict[str, Any]:
         "outputs": [describe_output(name) for name in names + [padded_name(n, pad) for n in names for pad in PADS]],
         "targets": model.target_keys(),
         "size_multiple": model.size_multiple,
+        DESCRIPTION_KEY: cloudy_pixels,
     }
 
 
-def export_savedmodel(keras_model: keras.Model, model: Model, path: str | os.PathLike[str]) -> Path:
+def export_savedmodel(
+    keras_model: keras.Model, model: Model, path: str | os.PathLike[str], cloudy_pixels: str = CLOUDY_AS_ACQUIRED
+) -> Path:
     """Write ``keras_model`` (built from ``model``) as a SavedModel folder, atomically."""
+    description = model_description(model, cloudy_pixels)
     with atomic_directory(path) as temporary:
         keras_model.export(str(temporary), format="tf_saved_model", verbose=False)
-        (temporary / DESCRIPTION_FILE).write_text(json.dumps(model_description(model), indent=2) + "\n")
+        (temporary / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
     return Path(path)
 
 

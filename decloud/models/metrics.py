@@ -3,8 +3,8 @@ reference is valid (not S2_NODATA), without tensorflow-addons.
 
 Everything is computed in reflectance (prepared value x S2_MODEL_SCALE): MAE, MSE, PSNR (data range 1,
 i.e. reflectance 0..1), SSIM (``tf.image.ssim``, 11x11 Gaussian window, per band) and SAM (spectral angle,
-degrees). The same per-image, per-band statistics feed the Keras metrics of training and the per-band
-tables of :mod:`decloud.models.model_evaluation`, so both report the same numbers.
+degrees). These are the Keras metrics of training (means over the batches' valid pixels or images); the scores
+of evaluation, on hole pixels with PSNR from the pooled MSE, are :mod:`decloud.models.scores`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from decloud.models.scores import MIN_MSE, PSNR_DATA_RANGE
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 
-#: PSNR peak value, in reflectance.
-PSNR_DATA_RANGE = 1.0
-#: Floor of the MSE in PSNR, so a perfect estimate gives 100 dB instead of infinity.
-MIN_MSE = 1e-10
-#: tf.image.ssim's window; smaller images get no SSIM.
-SSIM_WINDOW = 11
 #: Metric names: the default set, and the extra ones of ``--all_metrics``.
 DEFAULT_METRICS = ("mae", "mse", "psnr")
 ALL_METRICS = (*DEFAULT_METRICS, "ssim", "sam")
@@ -147,65 +142,3 @@ class MaskedImageMetric(keras.metrics.Metric):
 
 def keras_metrics(names: Sequence[str]) -> list[MaskedImageMetric]:
     return [MaskedImageMetric(name) for name in names]
-
-
-class BandAccumulator:
-    """Per-band and overall statistics of one output over a whole test set (numpy, float64 sums).
-
-    Overall MAE/MSE pool every valid value; PSNR is the mean over images of each image's PSNR (per band:
-    of each image's band); SSIM is the mean over images (and bands); SAM the mean over valid pixels.
-    """
-
-    def __init__(self, bands: Sequence[str], with_ssim: bool = True) -> None:
-        self.bands = list(bands)
-        self.with_ssim = with_ssim
-        zeros = np.zeros(len(self.bands))
-        self.sums = {name: zeros.copy() for name in ("abs", "sq", "count", "psnr", "psnr_images", "ssim")}
-        self.overall_psnr = [0.0, 0.0]
-        self.ssim_images = 0
-        self.sam = [0.0, 0.0]
-
-    def update(self, y_true: Any, y_pred: Any) -> None:
-        sums = {name: value.numpy().astype(np.float64) for name, value in band_error_sums(y_true, y_pred).items()}
-        for name in ("abs", "sq", "count"):
-            self.sums[name] += sums[name].sum(axis=0)
-        has_pixels = sums["count"] > 0
-        band_psnr = psnr_from_mse(sums["sq"] / np.maximum(sums["count"], 1.0)).numpy()
-        self.sums["psnr"] += np.where(has_pixels, band_psnr, 0.0).sum(axis=0)
-        self.sums["psnr_images"] += has_pixels.sum(axis=0)
-        total, images = (value.numpy() for value in _psnr(y_true, y_pred))
-        self.overall_psnr[0] += float(total)
-        self.overall_psnr[1] += float(images)
-        if self.with_ssim and min(y_true.shape[1:3]) >= SSIM_WINDOW:
-            self.sums["ssim"] += ssim_per_band(y_true, y_pred).numpy().sum(axis=0)
-            self.ssim_images += y_true.shape[0]
-        angles, count = (value.numpy() for value in sam_sums(y_true, y_pred))
-        self.sam[0] += float(angles.sum())
-        self.sam[1] += float(count.sum())
-
-    def results(self) -> dict[str, Any]:
-        sums = self.sums
-
-        def ratio(numerator, denominator):
-            return (np.asarray(numerator) / denominator).tolist() if np.all(np.asarray(denominator) > 0) else None
-
-        per_band = {
-            "mae": ratio(sums["abs"], sums["count"]),
-            "mse": ratio(sums["sq"], sums["count"]),
-            "psnr": ratio(sums["psnr"], sums["psnr_images"]),
-            "ssim": ratio(sums["ssim"], self.ssim_images) if self.ssim_images else None,
-        }
-        count = sums["count"].sum()
-        overall = {
-            "mae": ratio(sums["abs"].sum(), count),
-            "mse": ratio(sums["sq"].sum(), count),
-            "psnr": ratio(self.overall_psnr[0], self.overall_psnr[1]),
-            "ssim": ratio(sums["ssim"].sum() / len(self.bands), self.ssim_images) if self.ssim_images else None,
-            "sam_degrees": ratio(self.sam[0], self.sam[1]),
-            "valid_pixels": int(count),
-        }
-        bands = {
-            band: {name: None if values is None else values[index] for name, values in per_band.items()}
-            for index, band in enumerate(self.bands)
-        }
-        return {"overall": overall, "per_band": bands}

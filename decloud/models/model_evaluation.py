@@ -1,10 +1,10 @@
 """Evaluate a SavedModel on test records against baselines: ``python -m decloud.models.model_evaluation``
 (or ``decloud evaluate``).
 
-    decloud evaluate --savedmodel savedmodel/ --test_records test/ --output metrics.json
+    decloud evaluate --savedmodel savedmodel/ --test_records test/ --s2_root prepared/S2 --output metrics.json
 
-Prints the overall metrics of the model, linear gap-filling and copy-of-the-nearest-date side by side, and
-writes per-band and overall metrics to the JSON file.
+Prints the overall scores (MAE, RMSE, PSNR from the pooled MSE, SSIM, SAM) of the model and of the baselines side
+by side, on the hole pixels of same-date-truth records, and writes per-band and overall scores to the JSON file.
 """
 
 from __future__ import annotations
@@ -25,11 +25,19 @@ from decloud.models.evaluation import evaluate, format_table
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="decloud evaluate",
-        description="Per-band and overall metrics (MAE, MSE, PSNR, SSIM, SAM) of a SavedModel on test records, "
-        "side by side with linear gap-filling and copy of the nearest date.",
+        description="Per-band and overall scores (MAE, RMSE, PSNR from the pooled MSE, SSIM, SAM) of a SavedModel "
+        "on test records, side by side with linear gap-filling and copy of the nearest clear observation; records "
+        "of same-date truth (transplanted cloud masks) are scored on their hole pixels only.",
     )
     parser.add_argument("--savedmodel", type=Path, required=True, help="SavedModel folder")
     parser.add_argument("--test_records", type=Path, required=True, help="test records folder")
+    parser.add_argument(
+        "--s2_root",
+        type=Path,
+        help="folder of the tiles' prepared S2 products (<s2_root>/<TILE>/...): baselines from the whole series "
+        "with the cloud masks (gap-filling over the series and over the model's input dates, nearest clear "
+        "observation); without it, baselines from the records' own inputs",
+    )
     parser.add_argument("--output", type=Path, help="JSON file to write the metrics to")
     parser.add_argument("-b", "--batch_size", type=int, default=8, help="samples per batch (default 8)")
     parser.add_argument(
@@ -46,7 +54,9 @@ def _run(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
     if args.output is not None:
         require_output_file(args.output, "--output metrics file")
-    report = evaluate(args.savedmodel, args.test_records, args.batch_size, allow_partial=args.allow_partial)
+    report = evaluate(
+        args.savedmodel, args.test_records, args.batch_size, args.s2_root, allow_partial=args.allow_partial
+    )
     print(format_table(report))
     if args.output is not None:
         with atomic_file(args.output) as temporary:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import decloud
+from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, DESCRIPTION_KEY
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import DecloudError
 from decloud.core.paths import require_output_file
@@ -99,6 +100,7 @@ def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict
         "inputs": [describe_key(name) for name in serving.inputs],
         "outputs": [describe_output(name) for name in serving.outputs],
         "size_multiple": multiple,
+        DESCRIPTION_KEY: serving.description.get(DESCRIPTION_KEY, CLOUDY_AS_ACQUIRED),
         "receptive_field": {"radius_10m_pixels": radius, "at_least": beyond_probe},
         "tiling": {
             "margin_10m_pixels": margin,

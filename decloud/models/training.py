@@ -24,11 +24,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_folder
 from decloud.models import checkpoints
 from decloud.models.callbacks import MultiValidation, Summaries, validation_names
-from decloud.models.data import check_records, count_samples, model_dataset
+from decloud.models.data import check_records, cloudy_pixels_of, count_samples, model_dataset
 from decloud.models.export import export_savedmodel
 from decloud.models.losses import get_loss
 from decloud.models.metrics import ALL_METRICS, DEFAULT_METRICS, keras_metrics
@@ -294,7 +295,8 @@ def _export(training_model: keras.Model, config: TrainingConfig, model: Model) -
     """Export from a copy built outside the strategy, so the SavedModel holds plain variables."""
     serving = create_model(model.name, **model.get_config())
     serving.training_model().set_weights(training_model.get_weights())
-    path = export_savedmodel(serving.model(), serving, config.out_savedmodel)
+    cloudy_pixels = cloudy_pixels_of(config.training_record) if config.training_record else CLOUDY_AS_ACQUIRED
+    path = export_savedmodel(serving.model(), serving, config.out_savedmodel, cloudy_pixels)
     log.info("SavedModel written to %s", path)
     return path
 

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
     before = ([s2_product(p) for p in args.il_s2before], _images(args.il_s1before))
     after = ([s2_product(p) for p in args.il_s2after], _images(args.il_s1after)) if args.il_s2after else None
     model = LoadedModel.load(args.savedmodel)  # the inputs' names and grids first: they are checked in no time
+    options = model.options_for(options)
     with ExitStack() as stack:
         sources = crga_sources(stack, target, before, _images(args.il_s1), after, args.dem, reference, options)
         reconstruct(model, sources, reference, output, output_20m, options)

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.raster import Grid
 from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.preprocessing.outputs import is_complete
+from decloud.production.blending import estimated_mask
 from decloud.production.sources import KeyData, TileSource, read_raster
 from decloud.sampling.catalog import S1Image, S2Product
 
@@ -227,3 +229,33 @@ class ClearMaskSource(_ProductsSource):
         ((key, _),) = self.keys.items()
         clear = read_raster(self.dataset, windows[1], None).values[..., 0] == 0
         return {key: KeyData(clear[..., np.newaxis].astype(np.uint8), np.ones(clear.shape, dtype=bool))}
+
+
+class HoledS2Source(_ProductsSource):
+    """``s2_<acquisition>`` (and ``s2_20m_<acquisition>``) of a product with its cloudy pixels set to no-data,
+    for models trained on transplanted masks (:mod:`decloud.acquisitions.transplant`): the holes are the cloud
+    mask dilated as for ``--keep_clear`` (:func:`decloud.production.blending.estimated_mask`). Holes stay
+    valid pixels: they are what the model must produce, not missing input."""
+
+    def __init__(self, acquisition: str, product: S2Product, reference: Grid, *, with_20m_bands: bool) -> None:
+        super().__init__(reference)
+        self.keys = {keys.key(keys.S2, acquisition): 1}
+        if with_20m_bands:
+            self.keys[keys.key(keys.S2_20M, acquisition)] = 2
+        try:
+            self.bands = {1: self._open_aligned(product.bands_10m, 1)}
+            if with_20m_bands:
+                self.bands[2] = self._open_aligned(product.bands_20m, 2)
+            self.clm = self._open_aligned(product.cloud_mask, 1)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
+        holes = estimated_mask(cloud_holes(read_raster(self.clm, windows[1], None).values[..., 0]))
+        result = {}
+        for key, scale in self.keys.items():
+            data = read_raster(self.bands[scale], windows[scale], S2_NODATA)
+            scaled = holes_at_scale(holes, scale)[: data.values.shape[0], : data.values.shape[1]]
+            result[key] = KeyData(punch_holes(data.values, scaled), data.valid)
+        return result

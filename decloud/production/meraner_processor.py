@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> None:
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
     model = LoadedModel.load(args.savedmodel)
+    options = model.options_for(options)
     with ExitStack() as stack:
         sources = meraner_sources(stack, target, [s1_image(p) for p in args.il_s1], args.dem, reference, options)
         reconstruct(model, sources, reference, output, output_20m, options)

@@ -19,13 +19,14 @@ import math
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from affine import Affine
 
+from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA, DESCRIPTION_KEY
 from decloud.core import keys
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
@@ -34,6 +35,7 @@ from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_2
 from decloud.production.backends import ModelBackend, load_backend
 from decloud.production.input_selection import (
     ClearMaskSource,
+    HoledS2Source,
     PairSelectionSource,
     S1MosaicSource,
 )
@@ -66,6 +68,8 @@ class InferenceOptions:
     keep_clear: bool = False
     write_intermediate: bool = False
     cog: bool = False
+    #: How the model saw cloudy pixels in training (from its description): as acquired, or as no-data holes.
+    cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 
     def __post_init__(self) -> None:
         """Refuse the values that would crash, hang or exhaust memory later, naming the flag."""
@@ -92,6 +96,7 @@ class LoadedModel:
     path: Path
     size_multiple: int
     margin: int | None
+    cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LoadedModel:
@@ -106,7 +111,14 @@ class LoadedModel:
         description_file = metadata_path(path) if path.suffix.lower() == ".onnx" else path / DESCRIPTION_FILE
         description = read_description(description_file)
         margin = description.get("tiling", {}).get("margin_10m_pixels")
-        return cls(backend, path, int(description.get("size_multiple", 1)), margin)
+        cloudy_pixels = description.get(DESCRIPTION_KEY, CLOUDY_AS_ACQUIRED)
+        if cloudy_pixels not in (CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA):
+            raise InvalidArgumentError(f"{description_file}: unknown {DESCRIPTION_KEY!r} value {cloudy_pixels!r}")
+        return cls(backend, path, int(description.get("size_multiple", 1)), margin, cloudy_pixels)
+
+    def options_for(self, options: InferenceOptions) -> InferenceOptions:
+        """``options`` with the model's way of seeing cloudy pixels, so that inference agrees with training."""
+        return replace(options, cloudy_pixels=self.cloudy_pixels)
 
     def uses(self, key: str) -> bool:
         """Whether the model reads input ``key`` (the time-series processors feed what it reads)."""
@@ -131,8 +143,13 @@ def reference_grid(product: S2Product, subset: tuple[float, float, float, float]
 
 
 def target_sources(stack: ExitStack, target: S2Product, reference: Grid, options: InferenceOptions) -> list[TileSource]:
-    """The S2 image at ``t`` (10 m, and 20 m when asked), and the clear-sky mask for --keep_clear."""
-    sources = s2_image_sources(stack, "t", target, reference, options.with_20m_bands)
+    """The S2 image at ``t`` (10 m, and 20 m when asked; its cloudy pixels set to no-data for a model trained
+    on transplanted masks), and the clear-sky mask for --keep_clear."""
+    if options.cloudy_pixels == CLOUDY_AS_NODATA:
+        holed = HoledS2Source("t", target, reference, with_20m_bands=options.with_20m_bands)
+        sources: list[TileSource] = [stack.enter_context(holed)]
+    else:
+        sources = s2_image_sources(stack, "t", target, reference, options.with_20m_bands)
     if options.keep_clear:
         sources.append(stack.enter_context(ClearMaskSource(CLEAR_KEY, target, reference)))
     return sources

@@ -52,6 +52,7 @@ from decloud.core.raster import (
 )
 from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.production.backends import ModelBackend
+from decloud.production.blending import at_scale, blend_kept, estimate_weights
 from decloud.production.sources import TileSource
 
 log = logging.getLogger(__name__)
@@ -290,9 +291,10 @@ class StreamingEngine:
                 values[output_valid] = np.clip(np.rint(estimate), *OUTPUT_RANGE)[output_valid]
             if output.keep_input:
                 kept = self._core(inputs[output.keep_input][0], tile, output.scale)
-                clear = self._core(inputs[output.clear_key][0, ..., 0], tile, 1) > 0.5
-                keep = _resample_mask(clear, output.scale, shape) & key_valid[output.keep_input]
-                values[keep] = kept[keep]
+                padded_clear = inputs[output.clear_key][0, ..., 0] > 0.5  # weights see the clouds in the margins
+                weights = at_scale(self._core(estimate_weights(~padded_clear), tile, 1), output.scale, shape)
+                clear = _resample_mask(self._core(padded_clear, tile, 1), output.scale, shape)
+                values = blend_kept(values, kept, key_valid[output.keep_input], clear, weights)
             arrays[self.destinations[output.name].path] = values
             self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
         for key in self.intermediate:

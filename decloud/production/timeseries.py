@@ -142,6 +142,7 @@ def reconstruct_series(
             f"{period.end or 'the end'} ({len(products)} products in the folder)"
         )
     model = LoadedModel.load(model_path)
+    options = model.options_for(options)
     with_s1, with_tp1 = model.uses("s1_t"), kind == "crga" and model.uses("s2_tp1")
     if with_s1 and s1_dir is None:
         raise InvalidArgumentError(f"{model_path} reads Sentinel-1 images: give --s1_dir")

@@ -124,6 +124,14 @@ def _find_s2_products(tile_dir: Path) -> dict[str, tuple[S2Product, list[int]]]:
     return found
 
 
+def prepared_s2_series(tile_dir: str | os.PathLike[str]) -> list[S2Product]:
+    """The complete prepared Sentinel-2 products of a tile folder, in time order."""
+    tile_dir = Path(tile_dir)
+    if not tile_dir.is_dir():
+        raise InputNotFoundError(tile_dir, "folder of prepared Sentinel-2 products")
+    return sorted((product for product, _ in _find_s2_products(tile_dir).values()), key=lambda p: p.acquired)
+
+
 def _find_s1_images(tile_dir: Path) -> dict[str, tuple[S1Image, list[int]]]:
     """Prepared S1 images of a tile folder (those whose statistics file exists), by name."""
     found = {}

@@ -116,7 +116,11 @@ def write_dataset(
         TOTAL_SAMPLES_KEY: len(chosen),
     }
     reader = SampleReader(
-        tile_catalogs, options.patchsize, with_20m_bands=options.with_20m_bands, with_dem=options.with_dem
+        tile_catalogs,
+        options.patchsize,
+        with_20m_bands=options.with_20m_bands,
+        with_dem=options.with_dem,
+        transplants=layout.transplants,
     )
     with RecordsWriter(request.output_dir, options.n_samples_per_shard) as writer:
         samples = _read_in_order(reader, tuples, chosen, options.workers)

@@ -2,6 +2,10 @@
 (rows, cols, channels) arrays under the keys of :mod:`decloud.core.keys`, with the tile, the patch
 origin and the dates so that every sample can be traced back to its source pixels.
 
+An acquisition that takes its clouds from a mask donor (same-date truth) gets its clear patch with the donor
+product's cloud mask transplanted (:mod:`decloud.acquisitions.transplant`) and its holes under
+``s2_holes_<acquisition>``; the donor gives its date only.
+
 rasterio datasets are not thread-safe, so each reading thread keeps its own open datasets.
 """
 
@@ -9,13 +13,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
 from decloud.core.errors import GridMismatchError, InputNotFoundError
 from decloud.core.raster import Grid, open_raster, read_window
@@ -33,8 +38,10 @@ class SampleReader:
         *,
         with_20m_bands: bool = False,
         with_dem: bool = False,
+        transplants: Mapping[str, str] | None = None,
     ) -> None:
         self.catalogs = list(catalogs)
+        self.transplants = dict(transplants or {})  #: acquisition -> its mask donor
         self.patchsize = patchsize
         self.with_20m_bands = with_20m_bands
         self.with_dem = with_dem
@@ -92,12 +99,23 @@ class SampleReader:
             keys.PATCH_ROW: np.int32(row),
             keys.PATCH_COL: np.int32(col),
         }
+        donors = set(self.transplants.values())
         for name, images in tuples.s2.items():
             product = catalog.s2[images[index]]
-            sample[keys.key(keys.S2, name)] = self._patch_10m(product.bands_10m, row, col, reference)
             sample[keys.key(keys.S2_TIMESTAMP, name)] = np.float64(product.acquired.timestamp())
+            if name in donors:
+                continue
+            sample[keys.key(keys.S2, name)] = self._patch_10m(product.bands_10m, row, col, reference)
             if self.with_20m_bands:
                 sample[keys.key(keys.S2_20M, name)] = self._patch_20m(product.bands_20m, row, col, reference)
+        for name, donor in self.transplants.items():
+            mask = catalog.s2[tuples.s2[donor][index]].cloud_mask
+            holes = cloud_holes(self._patch_10m(mask, row, col, reference)[..., 0])
+            sample[keys.key(keys.S2_HOLES, name)] = holes[..., np.newaxis].astype(np.uint8)
+            sample[keys.key(keys.S2, name)] = punch_holes(sample[keys.key(keys.S2, name)], holes)
+            if self.with_20m_bands:
+                image_20m = sample[keys.key(keys.S2_20M, name)]
+                sample[keys.key(keys.S2_20M, name)] = punch_holes(image_20m, holes_at_scale(holes, 2))
         for name, images in tuples.s1.items():
             image = catalog.s1[images[index]]
             sample[keys.key(keys.S1, name)] = self._patch_10m(image.path, row, col, reference)
