@@ -33,7 +33,7 @@ SHAPE = (64, 64)
 START = datetime(2021, 6, 2, 10, 30, tzinfo=UTC)
 S2_DATES = [START + timedelta(days=5 * i) for i in range(3)]  # 2, 7, 12 June
 S1_DATES = [(START + timedelta(days=3 * i - 1)).replace(hour=6) for i in range(5)]  # 1, 4, 7, 10, 13 June
-LAYOUT = REPO_ROOT / "configs" / "acquisitions" / "crga_os1.json"
+LAYOUT = REPO_ROOT / "decloud" / "acquisitions" / "layouts" / "crga_os1.json"
 #: A line of the logging set up by the commands (progress and warnings, not errors).
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING) ")
 
