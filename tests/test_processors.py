@@ -300,3 +300,41 @@ def test_a_model_with_timestamp_inputs_is_refused_in_one_line(tile, tmp_path_fac
     assert "takes inputs that are not images (s2_timestamp_t, s2_timestamp_tm1, s2_timestamp_tp1)" in error
     assert len(error.splitlines()) == 1 and "Traceback" not in error
     assert not output.exists()
+
+
+# --- Time series: the dates that lack inputs -----------------------------------------------------
+
+
+def test_clear_first_and_last_dates_are_written_as_themselves_with_keep_clear(tile, crga_os2, tmp_path, caplog):
+    out = tmp_path / "series"
+    arguments = ["--s2_dir", str(tile / "S2" / "T31TEJ"), "--s1_dir", str(tile / "S1" / "T31TEJ")]
+    arguments += ["--dem", str(tile / "DEM" / "T31TEJ.tif"), "--model", str(crga_os2), "--out_dir", str(out)]
+    assert crga_timeseries_processor.main([*arguments, "--ts", "64", "--keep_clear"]) == 0
+    s2 = products(tile)
+    assert sorted(path.name for path in out.iterdir()) == sorted(f"{p.name}_reconstructed_FRE_10m.tif" for p in s2)
+    # 2 June has no earlier date and 27 June no later one; both are clear: written as themselves.
+    for product in (s2[0], s2[-1]):
+        written = out / f"{product.name}_reconstructed_FRE_10m.tif"
+        assert grid_of(written) == grid_of(product / f"{product.name}_FRE_10m.tif")
+        np.testing.assert_array_equal(read(written), read(product / f"{product.name}_FRE_10m.tif"))
+
+
+def test_a_cloudy_date_lacking_inputs_is_named_with_its_reason(tile, crga_os2, tmp_path, caplog):
+    # A series of the two cloudy dates only (12 June: a 50 x 60 cloud; 17 June: the first 40 columns).
+    series = tmp_path / "T31TEJ"
+    series.mkdir()
+    cloudy = products(tile)[2:4]
+    for product in cloudy:
+        (series / product.name).symlink_to(product)
+    arguments = ["--s2_dir", str(series), "--s1_dir", str(tile / "S1" / "T31TEJ"), "--keep_clear"]
+    arguments += ["--dem", str(tile / "DEM" / "T31TEJ.tif"), "--model", str(crga_os2), "--out_dir", str(tmp_path / "o")]
+    assert crga_timeseries_processor.main(arguments) == 1
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert (
+        f"{cloudy[0].name} not reconstructed: no earlier S2 product, and {50 * 60} cloudy pixels keep it from "
+        "being written as itself" in warnings
+    )
+    assert (
+        f"{cloudy[1].name} not reconstructed: no later S2 product, and {136 * 40} cloudy pixels keep it "
+        "from being written as itself" in warnings
+    )

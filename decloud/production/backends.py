@@ -101,6 +101,19 @@ class OnnxBackend(ModelBackend):
         return dict(zip(outputs, results, strict=True))
 
 
+class InputCopyBackend(ModelBackend):
+    """Serves a date as itself: each output is the input of the same source at ``acquisition``
+    (``s2_estim`` <- ``s2_t``), so that a clear date is written by the same engine as a reconstructed one."""
+
+    def __init__(self, outputs: Mapping[str, str], channels: Mapping[str, int]) -> None:
+        self.copied = dict(outputs)  # output name -> input key
+        self.inputs = {key: channels[key] for key in self.copied.values()}
+        self.outputs = sorted(self.copied)
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: inputs[self.copied[name]] for name in outputs}
+
+
 def _plain(name: str) -> str:
     return name.split(":")[0]
 

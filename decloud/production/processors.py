@@ -86,7 +86,7 @@ class LoadedModel:
         description_file = metadata_path(path) if path.suffix.lower() == ".onnx" else path / DESCRIPTION_FILE
         description = json.loads(description_file.read_text()) if description_file.is_file() else {}
         radius = description.get("receptive_field", {}).get("radius_10m_pixels")
-        if radius is None and isinstance(backend, SavedModelBackend):
+        if radius is None and isinstance(backend, SavedModelBackend) and "s2_estim" in backend.outputs:
             multiple = backend.serving.size_multiple()
             radius = backend.serving.receptive_field(multiple)[0]
             log.info("%s: receptive field measured, %d pixels (the description has none)", path, radius)
