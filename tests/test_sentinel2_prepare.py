@@ -237,6 +237,8 @@ def test_real_theia_crop(shared_data, tmp_path):
         raw = np.pad(read(source / f"{name}_FRE_{band}.tif")[0].astype(np.float64), ((0, 1), (0, 1)), mode="edge")
         mean = (raw[:-1, :-1] + raw[:-1, 1:] + raw[1:, :-1] + raw[1:, 1:]) / 4
         assert np.abs(prepared[index] - mean).max() <= 0.5, band
+    marker = json.loads((product / "decloud_prepared.json").read_text())
+    assert marker["resampled_20m"] is True and "origin (742900.000, 4848620.000)" in marker["source_grid_20m"]
     clm = read(prepared_file(product, S2_SUFFIX_CLM))[0]
     assert np.count_nonzero(clm) == 6688 and set(np.unique(clm)) == {0, 11}
     cloud = read(prepared_file(product, S2_SUFFIX_CLOUD_STATS))[0]
