@@ -62,7 +62,8 @@ def test_chain_on_the_real_time_series(shared_data, tmp_path):
     arguments = ["--s2_dir", str(tmp_path / "S2" / "T33TVL"), "--model", str(model), "--out_dir", str(out)]
     assert decloud(["crga-timeseries-processor", *arguments, "--keep_clear", "--ts", "64", "--pad", "32"]) == 0
     reconstructed = sorted(out.iterdir())
-    assert len(reconstructed) == 3  # every date with an earlier and a later one
+    # every date with an earlier and a later one, and the clear first and last dates (--keep_clear) as themselves
+    assert len(reconstructed) == 5
     for output in reconstructed:
         name = output.name.removesuffix("_reconstructed_FRE_10m.tif")
         assert_clear_pixels_kept(tmp_path / "S2" / "T33TVL" / name, output)
