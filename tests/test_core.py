@@ -7,12 +7,21 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_directory, atomic_file
-from decloud.core.errors import CorruptRasterError, InputNotFoundError, InvalidArgumentError, ProductFormatError
+from decloud.core.errors import (
+    CorruptRasterError,
+    GridMismatchError,
+    InputNotFoundError,
+    InvalidArgumentError,
+    ProductFormatError,
+)
+from decloud.core.grid_20m import grid_offset, resample_bilinear, scaled_grid
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, percent_per_patch
-from decloud.core.raster import block_windows, open_raster
+from decloud.core.raster import Grid, block_windows, open_raster
 
 
 def test_theia_name_is_parsed():
@@ -123,3 +132,41 @@ def test_keys_of_source_finds_every_acquisition_and_skips_foreign_names():
     names = ["s2_holes_t", "s2_t", "s2_holes_d0", "s2_timestamp_t", "dem", "cloudfree", "s2_holes_"]
     assert keys_of_source(names, "s2_holes") == ["s2_holes_t", "s2_holes_d0"]
     assert keys_of_source(names, "s2") == ["s2_t"]
+
+
+# --- The 20 m grid rule ------------------------------------------------------------------------
+
+GRID_10M = Grid(CRS.from_epsg(32630), Affine(10, 0, 1000, 0, -10, 5000), 5, 3)  # 3 rows x 5 columns
+
+
+def test_the_20m_grid_of_a_10m_grid_shares_its_origin_and_covers_it():
+    grid = scaled_grid(GRID_10M)
+    assert tuple(grid.transform)[:6] == (20, 0, 1000, 0, -20, 5000) and (grid.height, grid.width) == (2, 3)
+
+
+def test_grid_offset_accepts_origins_on_the_grid_and_names_the_raster_otherwise():
+    on_grid = Grid(GRID_10M.crs, Affine(20, 0, 960, 0, -20, 5020), 4, 4)
+    assert grid_offset(on_grid, GRID_10M, 2, "b5.tif") == (1, 2)
+    half_pixel_off = Grid(GRID_10M.crs, Affine(20, 0, 990, 0, -20, 5010), 4, 4)
+    with pytest.raises(GridMismatchError, match=r"b5\.tif is not on the 20 m grid"):
+        grid_offset(half_pixel_off, GRID_10M, 2, "b5.tif")
+
+
+def test_bilinear_resampling_half_a_pixel_off_by_hand():
+    # Source 20 m pixels start 10 m west and 10 m north of the target's: each target centre lies at the
+    # corner of four source pixels; on the last row and column, on the source's outer edge.
+    source = Grid(GRID_10M.crs, Affine(20, 0, 990, 0, -20, 5010), 3, 2)
+    values = np.array([[[0, 4, 8], [40, 44, 48]]], dtype=np.int16)
+    values[0, 0, 0] = -10000  # no data: left out of its neighbours' means
+
+    def read(window: Window) -> np.ndarray:
+        rows, cols = window.toslices()
+        return values[:, rows, cols]
+
+    target = scaled_grid(GRID_10M)
+    result = resample_bilinear(read, source, target, Window(0, 0, 3, 2), -10000, 1)
+    expected = [[(4 + 40 + 44) / 3, (4 + 8 + 44 + 48) / 4, (8 + 48) / 2], [(40 + 44) / 2, (44 + 48) / 2, 48]]
+    np.testing.assert_array_equal(result[0], np.rint(expected))
+    assert result.dtype == np.int16
+    # on its own grid, a copy
+    np.testing.assert_array_equal(resample_bilinear(read, source, source, Window(0, 0, 3, 2), -10000, 1), values)

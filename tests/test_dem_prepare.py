@@ -311,3 +311,34 @@ def test_bad_input_exit_status_through_python_m(tmp_path, bad_inputs):
     assert result.returncode == 1
     assert str(at_fault) in result.stderr and "does not overlap" in result.stderr
     assert _leftovers(tmp_path / "out") == []
+
+
+def test_the_20m_grid_reaching_half_a_pixel_past_the_dem_has_no_nodata_edge(tmp_path):
+    # A 10 m extent of 129 x 131 pixels: its 20 m grid (65 x 66) reaches 10 m past it at the bottom and right.
+    # The DEM (10 m, UTM) covers exactly the 10 m extent, height = 0.01 x + 0.02 y metres (plane).
+    origin_x, origin_y = 560000.0, 4870020.0
+    dem_transform = Affine(10.0, 0.0, origin_x, 0.0, -10.0, origin_y)
+    rows, cols = np.mgrid[0:129, 0:131] + 0.5
+    xs, ys = dem_transform @ (cols, rows)
+    write_array(
+        tmp_path / "dem.tif",
+        (0.01 * (xs - origin_x) + 0.02 * (origin_y - ys)).astype(np.float32),
+        crs=CRS.from_string(REF_CRS),
+        transform=dem_transform,
+        nodata=-9999.0,
+    )
+    reference = write_reference(
+        tmp_path / "ref.tif", transform_=Affine(20.0, 0.0, origin_x, 0.0, -20.0, origin_y), shape=(65, 66)
+    )
+    prepare_dem(reference, [tmp_path / "dem.tif"], tmp_path / "out.tif", window_size=WINDOW)
+    with rasterio.open(tmp_path / "out.tif") as dataset:
+        heights = dataset.read(1)
+    assert heights.shape == (65, 66)
+    assert (heights != DEM_NODATA).all()
+    # Centres of the 20 m pixels: x = 10 + 20 j, y = 10 + 20 i from the origin; the plane there, in metres.
+    expected = 0.01 * (10 + 20 * np.arange(66))[np.newaxis] + 0.02 * (10 + 20 * np.arange(65))[:, np.newaxis]
+    # inside: bilinear interpolation of a plane is exact (up to int16 rounding)
+    np.testing.assert_allclose(heights[:-1, :-1], expected[:-1, :-1], atol=0.5)
+    # outer row and column: the value 20 m inwards, i.e. within one pixel step of the plane (0.2 m and 0.4 m)
+    np.testing.assert_allclose(heights[-1], expected[-1], atol=0.4 + 0.5)
+    np.testing.assert_allclose(heights[:, -1], expected[:, -1], atol=0.4 + 0.5)

@@ -13,6 +13,7 @@ import rasterio
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S2Acquisition
 from decloud.cli import main as decloud
+from decloud.sampling.tfrecords import iterate_numpy
 from decloud.testing.rasters import raster_grid as grid
 from decloud.testing.rasters import read_raster as read
 
@@ -61,7 +62,8 @@ def test_chain_on_the_real_time_series(shared_data, tmp_path):
     arguments = ["--s2_dir", str(tmp_path / "S2" / "T33TVL"), "--model", str(model), "--out_dir", str(out)]
     assert decloud(["crga-timeseries-processor", *arguments, "--keep_clear", "--ts", "64", "--pad", "32"]) == 0
     reconstructed = sorted(out.iterdir())
-    assert len(reconstructed) == 3  # every date with an earlier and a later one
+    # every date with an earlier and a later one, and the clear first and last dates (--keep_clear) as themselves
+    assert len(reconstructed) == 5
     for output in reconstructed:
         name = output.name.removesuffix("_reconstructed_FRE_10m.tif")
         assert_clear_pixels_kept(tmp_path / "S2" / "T33TVL" / name, output)
@@ -86,3 +88,55 @@ def test_chain_on_the_real_theia_crop(shared_data, tmp_path):
     assert_clear_pixels_kept(tmp_path / "S2" / "T30TYP" / crop.name, output)
     cloudy = read(tmp_path / "S2" / "T30TYP" / crop.name / f"{crop.name}_CLM_R1.tif")[0] != 0
     assert cloudy.sum() == 6688
+
+
+def test_chain_with_20m_bands_on_the_real_theia_crop(shared_data, tmp_path):
+    """The crop's 20 m files start half a 20 m pixel (10 m) off its 10 m grid. Prepared, sampled, trained on
+    and reconstructed with the 20 m bands: every 20 m value stays at its georeferenced position and the
+    outputs lie on the prepared grids."""
+    crop = shared_data / "theia" / "T30TYP" / "SENTINEL2B_20181023-105107-455_L2A_T30TYP_D_V1-9"
+    name = crop.name
+    rois = prepare_and_split([crop], "T30TYP", tmp_path)
+    layout = AcquisitionsLayout()
+    for acquisition in ("tm1", "t", "tp1", "target"):
+        layout.new_acquisition(acquisition, s2_acquisition=S2Acquisition(0, 100), timeframe_origin=acquisition == "t")
+    layout.set_siblings([["tm1", "t", "tp1", "target"]])
+    layout.to_json(tmp_path / "one_date.json")
+    arguments = ["--acquisition_train", str(tmp_path / "one_date.json"), "--output_train", str(tmp_path / "records")]
+    arguments += ["--tiles", str(tmp_path / "tiles.json"), "--rois", str(rois), "--patchsize", "64"]
+    assert decloud(["create-tfrecords", *arguments, "--maxntrain", "6", "--with_20m_bands"]) == 0
+
+    # Independently: the raw 20 m value at the centre of 20 m pixel (i, j) of the 10 m-aligned grid, i.e.
+    # at (742920 + 20 j, 4848600 - 20 i), is the mean of raw pixels (i..i+1, j..j+1) (edges repeated).
+    raw_10m = np.stack([read(crop / f"{name}_FRE_{band}.tif")[0] for band in ("B2", "B3", "B4", "B8")])
+    raw_20m = np.stack([read(crop / f"{name}_FRE_{band}.tif")[0] for band in ("B5", "B6", "B7", "B8A", "B11", "B12")])
+    padded = np.pad(raw_20m.astype(np.float64), ((0, 0), (0, 1), (0, 1)), mode="edge")
+    at_aligned_centres = (padded[:, :-1, :-1] + padded[:, :-1, 1:] + padded[:, 1:, :-1] + padded[:, 1:, 1:]) / 4
+    samples = list(iterate_numpy(tmp_path / "records"))
+    assert len(samples) == 6
+    for sample in samples:
+        row, col = int(sample["patch_row"]), int(sample["patch_col"])
+        np.testing.assert_array_equal(np.moveaxis(sample["s2_t"], -1, 0), raw_10m[:, row : row + 64, col : col + 64])
+        for acquisition in ("tm1", "t", "tp1", "target"):
+            patch = np.moveaxis(sample[f"s2_20m_{acquisition}"], -1, 0)
+            truth = at_aligned_centres[:, row // 2 : row // 2 + 32, col // 2 : col // 2 + 32]
+            assert patch.shape == (6, 32, 32) and np.abs(patch - truth).max() <= 0.5
+
+    model = tmp_path / "savedmodel"
+    arguments = ["--training_record", str(tmp_path / "records"), "-m", "crga_os2_unet", "--model_params", MODEL_PARAMS]
+    arguments += ["-bt", "1", "-e", "1", "--steps_per_epoch", "2", "--out_savedmodel", str(model), "--seed", "1"]
+    assert decloud(["train", *arguments, "--with_20m_bands"]) == 0
+
+    product = tmp_path / "S2" / "T30TYP" / name
+    output, output_20m = tmp_path / "reconstructed.tif", tmp_path / "reconstructed_20m.tif"
+    arguments = ["--il_s2before", str(product), "--in_s2", str(product), "--il_s2after", str(product)]
+    arguments += ["--savedmodel", str(model), "--output", str(output), "--output_20m", str(output_20m)]
+    assert decloud(["crga-processor", *arguments, "--with_20m_bands", "--keep_clear"]) == 0
+    assert_clear_pixels_kept(product, output)
+    assert grid(output) == grid(crop / f"{name}_FRE_B2.tif")
+    with rasterio.open(output_20m) as dataset:
+        assert dataset.shape == (585, 599) and tuple(dataset.transform)[:6] == (20, 0, 742910, 0, -20, 4848610)
+        estimate_20m = dataset.read()
+    clear = read(product / f"{name}_CLM_R1.tif")[0] == 0
+    clear_20m = clear.reshape(585, 2, 599, 2).all(axis=(1, 3))
+    np.testing.assert_array_equal(estimate_20m[:, clear_20m], read(product / f"{name}_FRE_20m.tif")[:, clear_20m])

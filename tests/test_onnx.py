@@ -48,7 +48,7 @@ def test_receptive_field_and_size_multiple_have_the_known_values(tmp_path):
     metadata = json.loads(export_onnx(residual, tmp_path / "residual.onnx").read_text())
     assert metadata["receptive_field"] == {"radius_10m_pixels": 4, "at_least": False}
     assert metadata["size_multiple"] == 1
-    assert metadata["tiling"]["margin_10m_pixels"] == 32 and metadata["tiling"]["outputs"] == ["s2_estim_pad32"]
+    assert metadata["tiling"]["margin_10m_pixels"] == 4 and metadata["tiling"]["cropped_outputs"] == ["s2_estim_pad32"]
     _, pointwise = savedmodel(tmp_path, "gapfilling")
     metadata = json.loads(export_onnx(pointwise, tmp_path / "gapfilling.onnx").read_text())
     assert metadata["receptive_field"]["radius_10m_pixels"] == 0 and metadata["size_multiple"] == 1

@@ -9,6 +9,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import rasterio
@@ -27,6 +28,7 @@ from decloud.production import (
     monthly_synthesis_processor,
 )
 from decloud.production.backends import SavedModelBackend
+from decloud.production.processors import LoadedModel
 from decloud.testing.dem import make_dem
 from decloud.testing.regions import Rect
 from decloud.testing.s1tiling import make_s1tiling_pair
@@ -342,3 +344,98 @@ def test_crga_time_series(tile, crga_os1, tmp_path):
     _, transform, shape = grid_of(subset)
     assert (transform.c, transform.f) == (DEFAULT_ORIGIN[0] + 200, DEFAULT_ORIGIN[1] - 100)
     assert shape == (70, 80)
+
+
+# --- Margins: the receptive field measured at export --------------------------------------------
+
+
+def meraner_arguments(tile: Path, model: Path, output: Path, *extra: str) -> list[str]:
+    s2 = products(tile)
+    return ["--il_s1", *s1_near(tile, S2_DATES[3]), "--in_s2", str(s2[3]), "--savedmodel", str(model),
+            "--output", str(output), *extra]  # fmt: skip
+
+
+def test_default_margin_of_a_depth_6_unet_makes_the_output_tile_invariant(tile, tmp_path_factory, tmp_path, caplog):
+    # Depth 6: pooling down to 1/64 and back, a receptive field of about 130 pixels (twice the old default 64).
+    # With untrained weights the far pixels' share of an output is below the int16 rounding: kernels x1.5
+    # make it tens of units (with this seed, up to 131 with a 64-pixel margin), so that a margin narrower
+    # than the receptive field shows.
+    keras.utils.set_random_seed(6)
+    network = create_model("meraner_unet", filters=2, depth=6)
+    keras_model = network.model()
+    for weight in keras_model.weights:
+        if "kernel" in weight.path:
+            weight.assign(weight.numpy() * 1.5)
+    model = export_savedmodel(keras_model, network, tmp_path_factory.mktemp("depth6") / "savedmodel")
+    description = json.loads((model / "decloud_model.json").read_text())
+    radius = description["receptive_field"]["radius_10m_pixels"]
+    assert 120 <= radius <= 200 and description["size_multiple"] == 64
+    whole, tiled = tmp_path / "whole.tif", tmp_path / "tiled.tif"
+    assert meraner_processor.main(meraner_arguments(tile, model, whole, "--ts", "256")) == 0  # one tile
+    assert meraner_processor.main(meraner_arguments(tile, model, tiled, "--ts", "64")) == 0  # 3 x 3 tiles
+    assert np.abs(read(tiled).astype(np.int32) - read(whole)).max() <= 1
+    assert "narrower than the receptive field" not in caplog.text
+    narrow = tmp_path / "narrow.tif"
+    assert meraner_processor.main(meraner_arguments(tile, model, narrow, "--ts", "64", "--pad", "64")) == 0
+    assert f"--pad 64 is narrower than the receptive field of {model} ({radius} pixels)" in caplog.text
+    assert np.abs(read(narrow).astype(np.int32) - read(whole)).max() > 10
+
+
+def test_a_savedmodel_without_measured_receptive_field_is_measured_at_load(tmp_path_factory):
+    model = export(tmp_path_factory, "meraner_original", filters=4, blocks=1)
+    description = json.loads((model / "decloud_model.json").read_text())
+    # conv 3x3, one residual block (two 3x3), head 3x3: radius 1 + 2 + 1 = 4 pixels
+    assert description["receptive_field"] == {"radius_10m_pixels": 4, "at_least": False}
+    assert description["tiling"]["margin_10m_pixels"] == 4
+    del description["receptive_field"], description["tiling"]
+    (model / "decloud_model.json").write_text(json.dumps(description))
+    loaded = LoadedModel.load(model)
+    assert loaded.receptive_field == 4 and loaded.margin(None) == 4 and loaded.margin(6) == 6
+
+
+def test_a_model_with_timestamp_inputs_is_refused_in_one_line(tile, tmp_path_factory, tmp_path, capsys):
+    model = export(tmp_path_factory, "gapfilling")
+    output = tmp_path / "gapfilled.tif"
+    assert meraner_processor.main(meraner_arguments(tile, model, output)) == 1
+    error = capsys.readouterr().err.strip()
+    assert "takes inputs that are not images (s2_timestamp_t, s2_timestamp_tm1, s2_timestamp_tp1)" in error
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert not output.exists()
+
+
+# --- Time series: the dates that lack inputs -----------------------------------------------------
+
+
+def test_clear_first_and_last_dates_are_written_as_themselves_with_keep_clear(tile, crga_os2, tmp_path, caplog):
+    out = tmp_path / "series"
+    arguments = ["--s2_dir", str(tile / "S2" / "T31TEJ"), "--s1_dir", str(tile / "S1" / "T31TEJ")]
+    arguments += ["--dem", str(tile / "DEM" / "T31TEJ.tif"), "--model", str(crga_os2), "--out_dir", str(out)]
+    assert crga_timeseries_processor.main([*arguments, "--ts", "64", "--keep_clear"]) == 0
+    s2 = products(tile)
+    assert sorted(path.name for path in out.iterdir()) == sorted(f"{p.name}_reconstructed_FRE_10m.tif" for p in s2)
+    # 2 June has no earlier date and 27 June no later one; both are clear: written as themselves.
+    for product in (s2[0], s2[-1]):
+        written = out / f"{product.name}_reconstructed_FRE_10m.tif"
+        assert grid_of(written) == grid_of(product / f"{product.name}_FRE_10m.tif")
+        np.testing.assert_array_equal(read(written), read(product / f"{product.name}_FRE_10m.tif"))
+
+
+def test_a_cloudy_date_lacking_inputs_is_named_with_its_reason(tile, crga_os2, tmp_path, caplog):
+    # A series of the two cloudy dates only (12 June: a 50 x 60 cloud; 17 June: the first 40 columns).
+    series = tmp_path / "T31TEJ"
+    series.mkdir()
+    cloudy = products(tile)[2:4]
+    for product in cloudy:
+        (series / product.name).symlink_to(product)
+    arguments = ["--s2_dir", str(series), "--s1_dir", str(tile / "S1" / "T31TEJ"), "--keep_clear"]
+    arguments += ["--dem", str(tile / "DEM" / "T31TEJ.tif"), "--model", str(crga_os2), "--out_dir", str(tmp_path / "o")]
+    assert crga_timeseries_processor.main(arguments) == 1
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert (
+        f"{cloudy[0].name} not reconstructed: no earlier S2 product, and {50 * 60} cloudy pixels keep it from "
+        "being written as itself" in warnings
+    )
+    assert (
+        f"{cloudy[1].name} not reconstructed: no later S2 product, and {136 * 40} cloudy pixels keep it "
+        "from being written as itself" in warnings
+    )

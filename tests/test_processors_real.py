@@ -53,9 +53,13 @@ def test_s2_only_crga_time_series_on_the_real_series(shared_data, tmp_path):
     out = tmp_path / "out"
     arguments = ["--s2_dir", str(tmp_path / "S2" / "T33TVL"), "--model", str(model), "--out_dir", str(out)]
     assert crga_timeseries_processor.main([*arguments, "--keep_clear", "--ts", "64", "--pad", "32"]) == 0
-    # 07-11 has no earlier date and 09-09 no later one: 07-31, 08-20 and 08-30 are reconstructed.
+    # 07-11 has no earlier date and 09-09 no later one: both are clear (CLM all 0), so with --keep_clear they
+    # are written as themselves; 07-31, 08-20 and 08-30 are reconstructed.
     written = sorted(path.name[:19] for path in out.iterdir())
-    assert written == ["SENTINEL2A_20150731", "SENTINEL2A_20150820", "SENTINEL2A_20150830"]
+    assert written == [product.name[:19] for product in products]
+    for product in (products[0], products[-1]):
+        output = out / f"{product.name}_reconstructed_FRE_10m.tif"
+        np.testing.assert_array_equal(read(output), read(product / f"{product.name}_FRE_10m.tif"))
     for product in products[1:4]:
         output = out / f"{product.name}_reconstructed_FRE_10m.tif"
         source = product / f"{product.name}_FRE_10m.tif"

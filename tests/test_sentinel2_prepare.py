@@ -223,12 +223,22 @@ def test_real_theia_crop(shared_data, tmp_path):
     name = source.name
     product = prepare_s2_product(source, tmp_path)
     assert product == tmp_path / "T30TYP" / name
-    for suffix, bands in ((S2_SUFFIX_FRE_10M, S2_BANDS_10M), (S2_SUFFIX_FRE_20M, S2_BANDS_20M)):
-        expected = np.stack([read(source / f"{name}_FRE_{band}.tif")[0] for band in bands])
-        np.testing.assert_array_equal(read(prepared_file(product, suffix)), expected)
+    expected = np.stack([read(source / f"{name}_FRE_{band}.tif")[0] for band in S2_BANDS_10M])
+    np.testing.assert_array_equal(read(prepared_file(product, S2_SUFFIX_FRE_10M)), expected)
     with rasterio.open(prepared_file(product, S2_SUFFIX_FRE_20M)) as stack:
-        # The crop's 20 m grid keeps its own origin (half a 20 m pixel off the 10 m grid).
-        assert stack.shape == (585, 599) and (stack.transform.c, stack.transform.f) == (742900, 4848620)
+        # The crop's 20 m origin (742900, 4848620) is half a 20 m pixel off the 10 m one (742910, 4848610):
+        # the prepared 20 m stack is on the 20 m grid of the 10 m grid.
+        assert stack.shape == (585, 599) and tuple(stack.transform)[:6] == (20, 0, 742910, 0, -20, 4848610)
+        prepared = stack.read()
+    # Each prepared pixel centre (742920 + 20 j, 4848600 - 20 i) lies at the corner of source pixels
+    # (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1): bilinear interpolation is their mean; on the last row
+    # and column the centre lies on the source's outer edge, where the edge pixels count twice.
+    for index, band in enumerate(S2_BANDS_20M):
+        raw = np.pad(read(source / f"{name}_FRE_{band}.tif")[0].astype(np.float64), ((0, 1), (0, 1)), mode="edge")
+        mean = (raw[:-1, :-1] + raw[:-1, 1:] + raw[1:, :-1] + raw[1:, 1:]) / 4
+        assert np.abs(prepared[index] - mean).max() <= 0.5, band
+    marker = json.loads((product / "decloud_prepared.json").read_text())
+    assert marker["resampled_20m"] is True and "origin (742900.000, 4848620.000)" in marker["source_grid_20m"]
     clm = read(prepared_file(product, S2_SUFFIX_CLM))[0]
     assert np.count_nonzero(clm) == 6688 and set(np.unique(clm)) == {0, 11}
     cloud = read(prepared_file(product, S2_SUFFIX_CLOUD_STATS))[0]

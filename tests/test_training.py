@@ -19,10 +19,11 @@ import pytest
 import tensorflow as tf
 
 from decloud.cli import main as decloud_main
+from decloud.core.errors import InvalidArgumentError
 from decloud.models import checkpoints
 from decloud.models.registry import create_model
 from decloud.models.train_from_tfrecords import main
-from decloud.models.training import TrainingConfig, train
+from decloud.models.training import TrainingConfig, lost_worker_message, train
 from decloud.testing.records import LAYOUTS, layout_keys, write_records
 
 # Keras 3.15's weights saving calls np.array on variables whose __array__ predates numpy 2's copy keyword
@@ -181,7 +182,7 @@ import tensorflow as tf
 if sys.argv[1] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from decloud.models.training import TrainingConfig, train
+from decloud.models.training import TrainingConfig, lost_worker_message, train
 result = train(TrainingConfig(
     model="crga_os2_david", model_params={"filters": 4}, training_record=Path(sys.argv[2]),
     valid_records=[Path(sys.argv[3])], batch_train=2, batch_valid=1, steps_per_epoch=2, epochs=2, strategy=sys.argv[1],
@@ -247,3 +248,57 @@ def test_multiworker_strategy_with_two_local_workers(records, tmp_path):
     # only the chief (worker 0) writes checkpoints and the SavedModel
     assert checkpoints.read_state(tmp_path / "ck0")["epoch"] == 2 and not (tmp_path / "ck1").exists()
     assert (tmp_path / "sm0" / "saved_model.pb").is_file() and not (tmp_path / "sm1").exists()
+
+
+@pytest.mark.slow
+def test_multiworker_training_fails_naming_a_worker_killed_mid_epoch(records, tmp_path):
+    ports = free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    arguments = ["--training_record", str(records["train"]), "-m", "crga_os2_david", "--model_params", '{"filters": 4}']
+    arguments += ["-bt", "2", "-e", "2", "--steps_per_epoch", "100000", "--strategy", "multiworker"]
+    workers, logs = [], [tmp_path / f"worker{index}.err" for index in range(2)]
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "decloud.models.train_from_tfrecords", *arguments, "--collective_timeout", "30"],
+                stdout=subprocess.PIPE,
+                stderr=logs[index].open("w"),  # a file: TensorFlow's logs cannot fill a pipe and block it
+                text=True,
+                env={**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"},
+            )
+        )
+    chief, other = workers
+    try:
+        for line in chief.stdout:  # Keras prints "Epoch 1/2" as the first epoch starts
+            if line.startswith("Epoch 1/2"):
+                break
+        time.sleep(5)  # a few steps into the epoch (100000 steps: far from its end)
+        assert chief.poll() is None and other.poll() is None
+        other.kill()
+        chief.communicate(timeout=300)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.communicate()
+    assert chief.returncode == 1
+    message = logs[0].read_text().strip().splitlines()[-1]
+    assert message.startswith(
+        f"decloud train: error: multi-worker training stopped: lost worker 1 (localhost:{ports[1]})"
+    )
+    assert "--collective_timeout" in message
+
+
+def test_a_lost_worker_is_named_with_its_address(monkeypatch):
+    cluster = {"worker": ["host-a:2222", "host-b:2222", "host-c:2222"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    error = tf.errors.UnavailableError(
+        None, None, "Graph execution error:\n\nThe following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:2\nThe tasks have crashed.",
+    )  # fmt: skip
+    assert lost_worker_message(error, 30) == (
+        "multi-worker training stopped: lost worker 2 (host-c:2222) (collectives wait at most 30 s, "
+        "--collective_timeout); TensorFlow said: The following tasks are unhealthy (stopped sending heartbeats):"
+    )
+    with pytest.raises(InvalidArgumentError, match="collective timeout must be a positive number of seconds"):
+        train(TrainingConfig(model="crga_os2_david", training_record=Path("r"), collective_timeout=0))

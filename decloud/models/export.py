@@ -4,6 +4,10 @@
 spatial size; outputs ``s2_estim``, ``s2_estim_pad32``...) plus ``decloud_model.json`` describing inputs,
 outputs, band orders and scaling. :class:`ServingModel` loads any such SavedModel and measures what tiled
 inference needs: the input size multiple and the receptive field.
+
+The receptive field is measured when a SavedModel is exported and written in its description, from which
+the ONNX metadata copies it: :func:`tiling_description` is the one rule that turns it into the margin the
+streaming engine uses by default (``--pad``).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ DESCRIPTION_FILE = "decloud_model.json"
 NODATA = {keys.S1: S1_NODATA, keys.S2: S2_NODATA, keys.S2_20M: S2_NODATA, keys.DEM: DEM_NODATA}
 #: Largest power of two tried as input size multiple.
 MAX_SIZE_MULTIPLE = 256
-#: Input size (10 m pixels) on which the receptive field is measured: it sees radii up to half of it.
-RECEPTIVE_FIELD_PROBE = 640
+#: Smallest and largest input sizes (10 m pixels) on which the receptive field is measured: the probe
+#: doubles until the influence of its centre stays inside it (the largest sees radii up to about half of it).
+RECEPTIVE_FIELD_PROBES = (64, 1024)
 
 
 def describe_key(name: str) -> dict[str, Any]:
@@ -88,18 +93,39 @@ def model_description(model: Model, cloudy_pixels: str = CLOUDY_AS_ACQUIRED) -> 
         "inputs": [describe_key(name) for name in model.input_keys()],
         "outputs": [describe_output(name) for name in names + [padded_name(n, pad) for n in names for pad in PADS]],
         "targets": model.target_keys(),
-        "size_multiple": model.size_multiple,
         DESCRIPTION_KEY: cloudy_pixels,
+    }
+
+
+def tiling_description(serving: ServingModel, multiple: int) -> dict[str, Any]:
+    """The measured receptive field of ``serving`` and the margin to use when tiling: the radius rounded up
+    to the size multiple (the default ``--pad``), and for OTBTF-style users the smallest cropped outputs
+    (``s2_estim_padN``) whose pixels do not depend on the tile borders."""
+    radius, beyond_probe = serving.receptive_field(multiple)
+    pads = [pad for pad in PADS if pad >= radius]
+    crop = pads[0] if pads else PADS[-1]
+    return {
+        "receptive_field": {"radius_10m_pixels": radius, "at_least": beyond_probe},
+        "tiling": {
+            "margin_10m_pixels": -(-radius // multiple) * multiple,
+            "cropped_outputs": [padded_name(name, crop) for name in serving.main_outputs()],
+            "note": f"run on overlapping tiles (sizes and margins multiples of {multiple}) with margins of at least "
+            f"the receptive field radius; the {crop}-pixel cropped outputs do not depend on the tile borders"
+            + ("" if radius <= crop else " (approximately: the receptive field is wider than the largest crop)"),
+        },
     }
 
 
 def export_savedmodel(
     keras_model: keras.Model, model: Model, path: str | os.PathLike[str], cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 ) -> Path:
-    """Write ``keras_model`` (built from ``model``) as a SavedModel folder, atomically."""
-    description = model_description(model, cloudy_pixels)
+    """Write ``keras_model`` (built from ``model``) as a SavedModel folder, atomically, with its description
+    including the receptive field measured on the exported signature."""
     with atomic_directory(path) as temporary:
         keras_model.export(str(temporary), format="tf_saved_model", verbose=False)
+        description, serving = model_description(model, cloudy_pixels), ServingModel(temporary)
+        description["size_multiple"] = serving.size_multiple()
+        description.update(tiling_description(serving, description["size_multiple"]))
         (temporary / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
     return Path(path)
 
@@ -188,30 +214,43 @@ class ServingModel:
             self.path, f"the model runs on no input size of the form 3 x 2^k up to {3 * MAX_SIZE_MULTIPLE}"
         )
 
-    def receptive_field_radius(self, multiple: int) -> tuple[int, bool]:
-        """(radius in 10 m pixels of the input area that influences one output pixel, whether it reached the
-        edge of the probe), from the gradient of a central output pixel of the first main output."""
-        size = -(-RECEPTIVE_FIELD_PROBE // multiple) * multiple
-        feed = {name: tf.convert_to_tensor(value) for name, value in self.probe_inputs(size).items()}
-        images = [name for name, spec in self.inputs.items() if spec.shape.rank == 4]
-        output = self.main_outputs()[0]
-        scale_out = keys.SOURCES[output_source(output)].scale
-        with tf.GradientTape() as tape:
-            for name in images:
-                tape.watch(feed[name])
-            centre = size // (2 * scale_out)
-            value = tf.reduce_sum(self.signature(**feed)[output][0, centre, centre, :])
-        gradients = tape.gradient(value, [feed[name] for name in images])
+    def receptive_field(self, multiple: int) -> tuple[int, bool]:
+        """(radius in 10 m pixels of the input area that influences an output pixel, whether it may be wider:
+        it reached the edge of the largest probe).
+
+        Measured by forward runs only (memory stays that of inference): a block of ``multiple`` x ``multiple``
+        input pixels at the centre of a probe is changed in every image input, and the radius is how far
+        beyond the block the main outputs change. A whole block covers every position modulo the size
+        multiple, so the pooling levels of a U-Net cannot hide a wider field at another position.
+        """
+        smallest, largest = RECEPTIVE_FIELD_PROBES
+        size = -(-max(smallest, 4 * multiple) // multiple) * multiple
+        while True:
+            radius, reached = self._influence(size, multiple)
+            if not reached or size >= largest:
+                return radius, reached
+            size *= 2
+
+    def _influence(self, size: int, multiple: int) -> tuple[int, bool]:
+        """Radius (10 m pixels) beyond the central block over which the outputs of a ``size`` probe change
+        when the block changes, and whether the change reached the probe's edge."""
+        feed = self.probe_inputs(size, batch=2)
+        start = size // 2 // multiple * multiple
+        for name, spec in self.inputs.items():
+            changed = feed[name][1].copy()
+            feed[name][1] = feed[name][0]
+            if spec.shape.rank == 4:
+                scale = keys.SOURCES[keys.split_key(name)[0]].scale
+                block = slice(start // scale, (start + multiple) // scale)
+                feed[name][1, block, block] = changed[block, block]
+        outputs = self(feed)
         radius, reached = 0, False
-        for name, gradient in zip(images, gradients, strict=True):
-            if gradient is None:
-                continue
-            scale = keys.SOURCES[keys.split_key(name)[0]].scale
-            rows, cols = np.nonzero(np.abs(gradient.numpy()[0]).sum(axis=-1))
-            if rows.size:
-                centre_in = (centre * scale_out) // scale
-                extent = max(np.abs(rows - centre_in).max(), np.abs(cols - centre_in).max())
-                radius = max(radius, int(extent) * scale)
-                last = size // scale - 1
-                reached |= bool(min(rows.min(), cols.min()) == 0 or max(rows.max(), cols.max()) == last)
+        for name in self.main_outputs():
+            scale = keys.SOURCES[output_source(name)].scale
+            rows, cols = np.nonzero(np.any(outputs[name][0] != outputs[name][1], axis=-1))
+            for positions in (rows, cols):
+                if positions.size:
+                    beyond = max(start - positions.min() * scale, (positions.max() + 1) * scale - start - multiple)
+                    radius = max(radius, int(beyond))
+                    reached |= bool(positions.min() == 0 or positions.max() == size // scale - 1)
         return radius, reached

@@ -22,8 +22,7 @@ from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, DESCRIPTION_KEY
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import DecloudError
 from decloud.core.paths import require_output_file
-from decloud.models.export import SIGNATURE, ServingModel, describe_key, describe_output
-from decloud.models.model import PADS, padded_name
+from decloud.models.export import SIGNATURE, ServingModel, describe_key, describe_output, tiling_description
 
 DEFAULT_OPSET = 17
 #: Largest difference tolerated between ONNX and SavedModel outputs: prepared units, plus float32 rounding
@@ -85,11 +84,12 @@ def compare(onnx_path: Path, serving: ServingModel, size: int) -> dict[str, Any]
 
 
 def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict[str, Any]) -> dict[str, Any]:
+    """What a user of the ONNX model must know; the receptive field and margin come from the SavedModel's
+    description when it has them (measured at export), else they are measured here."""
     multiple = serving.size_multiple()
-    radius, beyond_probe = serving.receptive_field_radius(multiple)
-    pads = [pad for pad in PADS if pad >= radius]
-    margin = pads[0] if pads else PADS[-1]
-    outputs = serving.main_outputs()
+    tiling = {name: serving.description[name] for name in ("receptive_field", "tiling") if name in serving.description}
+    if len(tiling) < 2:
+        tiling = tiling_description(serving, multiple)
     return {
         "onnx": onnx_name,
         "source_savedmodel": str(serving.path.resolve()),
@@ -101,14 +101,7 @@ def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict
         "outputs": [describe_output(name) for name in serving.outputs],
         "size_multiple": multiple,
         DESCRIPTION_KEY: serving.description.get(DESCRIPTION_KEY, CLOUDY_AS_ACQUIRED),
-        "receptive_field": {"radius_10m_pixels": radius, "at_least": beyond_probe},
-        "tiling": {
-            "margin_10m_pixels": margin,
-            "outputs": [padded_name(name, margin) for name in outputs],
-            "note": f"run on overlapping tiles (sizes multiple of {multiple}) and keep the {margin}-pixel "
-            "cropped outputs, whose pixels do not depend on the tile borders"
-            + ("" if radius <= margin else " (approximately: the receptive field is wider than the largest crop)"),
-        },
+        **tiling,
         "check": check,
     }
 

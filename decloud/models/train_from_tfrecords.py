@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid_only", action="store_true", help="only validate the checkpoint's weights")
     parser.add_argument("--strategy", choices=STRATEGIES, default="single", help="tf.distribute strategy")
     parser.add_argument(
+        "--collective_timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="multiworker: how long a worker waits for the others before failing, naming the lost one (600)",
+    )
+    parser.add_argument(
         "--early_stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without progress"
     )
     parser.add_argument("--save_best", action="store_true", help="keep the best epoch's weights and export those")
@@ -85,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         all_metrics=args.all_metrics,
         valid_only=args.valid_only,
         strategy=args.strategy,
+        collective_timeout=args.collective_timeout,
         early_stopping=args.early_stopping,
         save_best=args.save_best,
         seed=args.seed,

@@ -6,6 +6,8 @@
   flag set for one GPU keeps its meaning on eight.
 - An epoch is ``steps_per_epoch`` global batches (default: one pass over the training records), drawn from
   a shuffled, repeated stream, so every worker runs the same number of steps.
+- Multi-worker collectives give up after ``collective_timeout`` seconds: a worker that dies or hangs makes the
+  others fail with an error naming it, instead of waiting forever.
 - After each epoch the chief saves weights, optimizer state and epoch (:mod:`decloud.models.checkpoints`);
   the same command started again resumes there. Only the chief writes checkpoints, summaries, the SavedModel.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED
-from decloud.core.errors import InvalidArgumentError
+from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.paths import require_output_folder
 from decloud.models import checkpoints
 from decloud.models.callbacks import MultiValidation, Summaries, validation_names
@@ -40,6 +43,43 @@ from decloud.sampling.tfrecords import check_sample_counts, corrupt_records_name
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("single", "mirrored", "multiworker")
+#: What TensorFlow raises in a worker whose collective peer died, hung or timed out.
+PEER_FAILURES = (
+    tf.errors.DeadlineExceededError,
+    tf.errors.UnavailableError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+)
+
+
+class WorkerLostError(DecloudError):
+    """A multi-worker run lost a worker (dead, hung, or unreachable)."""
+
+
+def lost_worker_message(error: tf.errors.OpError, timeout: float) -> str:
+    """One line naming the worker(s) that TensorFlow's error points to, with their address in TF_CONFIG."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    tasks = sorted(set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error.message))))
+    this = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    others = [(job, index) for job, index in tasks if (job, int(index)) != (this.get("type"), this.get("index"))]
+    named = ", ".join(f"{job} {index} ({_address(cluster, job, int(index))})" for job, index in others or tasks)
+    culprit = f"lost {named}" if named else "a worker did not answer"
+    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in _TELLING_WORDS)]
+    said = (telling or lines or [type(error).__name__])[0]
+    return (
+        f"multi-worker training stopped: {culprit} (collectives wait at most {timeout:g} s, "
+        f"--collective_timeout); TensorFlow said: {said[:300]}"
+    )
+
+
+#: Words of the line of TensorFlow's error that tells what happened (its first line is often "Graph execution error").
+_TELLING_WORDS = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "unavailable", "abort")
+
+
+def _address(cluster: dict[str, list[str]], job: str, index: int) -> str:
+    addresses = cluster.get(job, [])
+    return addresses[index] if index < len(addresses) else "address not in TF_CONFIG"
 
 
 @dataclass
@@ -64,6 +104,7 @@ class TrainingConfig:
     all_metrics: bool = False
     valid_only: bool = False
     strategy: str = "single"
+    collective_timeout: float = 600.0  #: seconds a multi-worker collective waits for every worker
     early_stopping: int | None = None
     save_best: bool = False
     seed: int | None = None
@@ -96,6 +137,10 @@ def _check_config(config: TrainingConfig) -> None:
             raise InvalidArgumentError("--valid_only needs the weights to validate: --load_ckpt_dir")
     elif config.training_record is None:
         raise InvalidArgumentError("--training_record is required (unless --valid_only)")
+    if not 0 < config.collective_timeout < float("inf"):
+        raise InvalidArgumentError(
+            f"collective timeout must be a positive number of seconds, not {config.collective_timeout}"
+        )
     if config.save_best and config.save_ckpt_dir is None:
         raise InvalidArgumentError("--save_best needs --save_ckpt_dir (where best.weights.h5 is kept)")
     outputs = {"--out_savedmodel": config.out_savedmodel, "--save_ckpt_dir": config.save_ckpt_dir}
@@ -104,15 +149,17 @@ def _check_config(config: TrainingConfig) -> None:
             require_output_folder(folder, f"{flag} folder")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str, collective_timeout: float = 600.0) -> tf.distribute.Strategy:
     """The distribution strategy called ``name``; create it before any other TensorFlow work (a
-    MultiWorkerMirroredStrategy must configure the runtime first)."""
+    MultiWorkerMirroredStrategy must configure the runtime first). Its collectives time out after
+    ``collective_timeout`` seconds."""
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise InvalidArgumentError(
                 "--strategy multiworker needs the TF_CONFIG environment variable (cluster, task)"
             )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
@@ -198,7 +245,7 @@ class _Run:
 def train(config: TrainingConfig) -> TrainingResult:
     """Train (or, with ``valid_only``, validate) ``config.model``; export the SavedModel if asked."""
     _check_config(config)
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.strategy, config.collective_timeout)
     import_modules(config.model_modules)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
@@ -278,15 +325,20 @@ def _fit(run: _Run, initial_epoch: int, best: float | None) -> tuple[dict[str, l
              steps, global_batch)  # fmt: skip
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The model does not have any trainable weights")  # gap-filling
-        result = run.network.fit(
-            dataset,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=2 if is_chief(strategy) else 0,
-            shuffle=False,  # the records stream is shuffled by tf.data
-        )
+        try:
+            result = run.network.fit(
+                dataset,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=2 if is_chief(strategy) else 0,
+                shuffle=False,  # the records stream is shuffled by tf.data
+            )
+        except PEER_FAILURES as error:
+            if config.strategy != "multiworker":
+                raise
+            raise WorkerLostError(lost_worker_message(error, config.collective_timeout)) from error
     history = {key: [float(value) for value in values] for key, values in result.history.items()}
     return history, initial_epoch + len(result.epoch)
 

@@ -99,7 +99,7 @@ def prepare_dem(
         windows = list(block_windows(grid.height, grid.width, window_size))
         with atomic_file(output) as temporary, written_geotiff(temporary, profile, [DEM_DESCRIPTION], tags) as dem:
             for window in progress(windows, desc=f"DEM {output.name}"):
-                write_window(dem, _mosaic(sources, window), 1, window=window)
+                write_window(dem, _mosaic_to_the_edges(sources, window, grid), 1, window=window)
     log.info("prepared %s", output)
     return output
 
@@ -185,6 +185,33 @@ def _mosaic(sources: Sequence[WarpedVRT], window: Window) -> np.ndarray:
         mosaic[usable] = values[usable]
     heights = np.clip(np.rint(mosaic), *_INT16_HEIGHTS)
     return np.where(np.isnan(mosaic), DEM_NODATA, heights).astype(np.int16)
+
+
+def _mosaic_to_the_edges(sources: Sequence[WarpedVRT], window: Window, grid: Grid) -> np.ndarray:
+    """:func:`_mosaic` over ``window``, where the outer rows and columns of ``grid`` that the inputs miss
+    take the value of their inward neighbour.
+
+    The 20 m grid of a 10 m grid of odd size reaches half a 20 m pixel past the 10 m extent (and a reference
+    may reach past a DEM by less than a pixel): the centres of its outer pixels then lie on or beyond the
+    DEM's edge, where bilinear warping gives no value although the DEM covers most of those pixels.
+    Filling only the outer ring from a neighbour that has a value leaves a DEM that really ends short of
+    the grid no-data there.
+    """
+    row0, col0 = max(window.row_off - 1, 0), max(window.col_off - 1, 0)
+    row1 = min(window.row_off + window.height + 1, grid.height)
+    col1 = min(window.col_off + window.width + 1, grid.width)
+    heights = _mosaic(sources, Window(col0, row0, col1 - col0, row1 - row0))
+    rows, cols = heights.shape
+    for outer, inward, on_edge in ((0, 1, row0 == 0), (rows - 1, rows - 2, row1 == grid.height)):
+        if on_edge and rows > 1:
+            missing = heights[outer] == DEM_NODATA
+            heights[outer, missing] = heights[inward, missing]
+    for outer, inward, on_edge in ((0, 1, col0 == 0), (cols - 1, cols - 2, col1 == grid.width)):
+        if on_edge and cols > 1:
+            missing = heights[:, outer] == DEM_NODATA
+            heights[missing, outer] = heights[missing, inward]
+    top, left = window.row_off - row0, window.col_off - col0
+    return heights[top : top + window.height, left : left + window.width]
 
 
 def _read_warped(source: WarpedVRT, window: Window) -> np.ndarray:

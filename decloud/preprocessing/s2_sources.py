@@ -18,10 +18,12 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 import numpy as np
+from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from decloud.core.errors import GridMismatchError, InputNotFoundError, ProductFormatError
+from decloud.core.grid_20m import resample_bilinear, scaled_grid
 from decloud.core.naming import S2ProductName, parse_s2_product_name
 from decloud.core.raster import Grid, open_raster, read_window, require_same_grid
 from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
@@ -85,14 +87,13 @@ class S2Source(ABC):
         self.bands_20m = [self._open(member) for member in band_members_20m]
         require_same_grid(self.bands_10m)
         require_same_grid(self.bands_20m)
-        grid_10m, grid_20m = self.grid_10m, Grid.of(self.bands_20m[0])
-        if (
-            grid_20m.crs != grid_10m.crs
-            or abs(2 * grid_20m.width - grid_10m.width) > 1
-            or abs(2 * grid_20m.height - grid_10m.height) > 1
+        grid_10m, source_20m = self.grid_10m, self.source_grid_20m
+        expected = scaled_grid(grid_10m)
+        if source_20m.crs != grid_10m.crs or not source_20m.transform.almost_equals(
+            Affine(expected.transform.a, 0, source_20m.transform.c, 0, expected.transform.e, source_20m.transform.f)
         ):
             raise GridMismatchError(
-                f"{self.bands_20m[0].name} ({grid_20m.describe()}) is not the 20 m grid of "
+                f"{self.bands_20m[0].name} ({source_20m.describe()}) is not a 20 m grid of the CRS of "
                 f"{self.bands_10m[0].name} ({grid_10m.describe()})"
             )
 
@@ -113,8 +114,14 @@ class S2Source(ABC):
         return Grid.of(self.bands_10m[0])
 
     @property
-    def grid_20m(self) -> Grid:
+    def source_grid_20m(self) -> Grid:
+        """The grid of the product's own 20 m files (its origin may be off the 10 m grid)."""
         return Grid.of(self.bands_20m[0])
+
+    @property
+    def grid_20m(self) -> Grid:
+        """The grid of the prepared 20 m stack: the 20 m grid of the 10 m grid (:mod:`decloud.core.grid_20m`)."""
+        return scaled_grid(self.grid_10m)
 
     def __enter__(self) -> S2Source:
         return self
@@ -132,9 +139,19 @@ class S2Source(ABC):
     def read_10m(self, window: Window) -> np.ndarray:
         """(4, rows, cols) int16 reflectances x10000 of B2, B3, B4, B8; -10000 where no data."""
 
-    @abstractmethod
     def read_20m(self, window: Window) -> np.ndarray:
-        """(6, rows, cols) int16 reflectances x10000 of B5, B6, B7, B8A, B11, B12; -10000 where no data."""
+        """(6, rows, cols) int16 reflectances x10000 of B5, B6, B7, B8A, B11, B12 over ``window`` of
+        :attr:`grid_20m`; -10000 where no data. Bands on another origin are resampled bilinearly."""
+        if self.source_grid_20m.same_as(self.grid_20m):
+            return self._read_source_20m(window)
+        values = resample_bilinear(
+            self._read_source_20m, self.source_grid_20m, self.grid_20m, window, S2_NODATA, len(self.bands_20m)
+        )
+        return values.astype(np.int16)
+
+    @abstractmethod
+    def _read_source_20m(self, window: Window) -> np.ndarray:
+        """Like :meth:`read_20m`, over ``window`` of the product's own 20 m grid :attr:`source_grid_20m`."""
 
     @abstractmethod
     def read_masks(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +180,7 @@ class TheiaSource(S2Source):
     def read_10m(self, window: Window) -> np.ndarray:
         return self._read_stack(self.bands_10m, window)
 
-    def read_20m(self, window: Window) -> np.ndarray:
+    def _read_source_20m(self, window: Window) -> np.ndarray:
         return self._read_stack(self.bands_20m, window)
 
     def read_masks(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +250,7 @@ class SafeSource(S2Source):
     def read_10m(self, window: Window) -> np.ndarray:
         return self._to_reflectance(self._read_stack(self.bands_10m, window))
 
-    def read_20m(self, window: Window) -> np.ndarray:
+    def _read_source_20m(self, window: Window) -> np.ndarray:
         return self._to_reflectance(self._read_stack(self.bands_20m, window))
 
     def read_masks(self, window: Window) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
 """Prepare one Sentinel-2 L2A product (THEIA or ESA SAFE, folder or .zip) for decloud.
 
 Writes ``<out>/<TILE>/<PRODUCT>/`` with the 10 m stack (B2, B3, B4, B8), the 20 m stack (B5, B6, B7,
-B8A, B11, B12), the cloud and no-data masks on the 10 m grid, and the per-patch statistics at 640 m
-(cloud percentage, number of no-data pixels), then a completion marker. Everything is streamed by
+B8A, B11, B12) on the 20 m grid of the 10 m grid (:mod:`decloud.core.grid_20m`: bands whose origin is off
+it are resampled bilinearly onto it, and the completion marker says so), the cloud and no-data masks on
+the 10 m grid, and the per-patch statistics at 640 m (cloud percentage, number of no-data pixels), then a
+completion marker. Everything is streamed by
 windows and the folder appears only when complete; a rerun skips a complete product unless
 ``overwrite`` is set.
 
@@ -83,6 +85,8 @@ def prepare_s2_product(
                 product_type=source.name.kind,
                 bands_10m=list(S2_BANDS_10M),
                 bands_20m=list(S2_BANDS_20M),
+                source_grid_20m=source.source_grid_20m.describe(),
+                resampled_20m=not source.source_grid_20m.same_as(source.grid_20m),
             )
     log.info("prepared %s", product_dir)
     return product_dir

@@ -23,6 +23,17 @@ class ModelBackend(ABC):
     inputs: dict[str, int]
     outputs: list[str]
 
+    @staticmethod
+    def require_images(path: Path, ranks: dict[str, int | None]) -> None:
+        """The engine feeds images (batch, rows, cols, channels) only: a model with other inputs, such as
+        the per-acquisition timestamps of ``gapfilling``, is refused before any work."""
+        others = sorted(name for name, rank in ranks.items() if rank != 4)
+        if others:
+            raise ModelError(
+                f"model {path} takes inputs that are not images ({', '.join(others)}): the processors feed "
+                "images only; score such a model with decloud evaluate"
+            )
+
     def check(self, fed: Sequence[str], needed: Sequence[str], source: str) -> None:
         """Fail before any work when the model lacks an input the run feeds or an output it needs,
         or needs an input the run does not feed."""
@@ -55,6 +66,7 @@ class SavedModelBackend(ModelBackend):
             self.serving = ServingModel(self.path)
         except (OSError, ValueError) as error:
             raise ModelError(f"cannot load the SavedModel {self.path}: {error}") from error
+        self.require_images(self.path, {name: spec.shape.rank for name, spec in self.serving.inputs.items()})
         self.inputs = {name: int(spec.shape[-1]) for name, spec in self.serving.inputs.items()}
         self.outputs = self.serving.outputs
 
@@ -79,6 +91,7 @@ class OnnxBackend(ModelBackend):
         # tf2onnx may keep TensorFlow's ":0" suffixes: the engine speaks plain key names.
         self._input_names = {_plain(node.name): node.name for node in self._session.get_inputs()}
         self._output_names = {_plain(node.name): node.name for node in self._session.get_outputs()}
+        self.require_images(self.path, {_plain(node.name): len(node.shape) for node in self._session.get_inputs()})
         self.inputs = {_plain(node.name): int(node.shape[-1]) for node in self._session.get_inputs()}
         self.outputs = sorted(self._output_names)
 
@@ -86,6 +99,19 @@ class OnnxBackend(ModelBackend):
         feeds = {self._input_names[name]: array for name, array in inputs.items()}
         results = self._session.run([self._output_names[name] for name in outputs], feeds)
         return dict(zip(outputs, results, strict=True))
+
+
+class InputCopyBackend(ModelBackend):
+    """Serves a date as itself: each output is the input of the same source at ``acquisition``
+    (``s2_estim`` <- ``s2_t``), so that a clear date is written by the same engine as a reconstructed one."""
+
+    def __init__(self, outputs: Mapping[str, str], channels: Mapping[str, int]) -> None:
+        self.copied = dict(outputs)  # output name -> input key
+        self.inputs = {key: channels[key] for key in self.copied.values()}
+        self.outputs = sorted(self.copied)
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: inputs[self.copied[name]] for name in outputs}
 
 
 def _plain(name: str) -> str:

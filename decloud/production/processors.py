@@ -32,7 +32,7 @@ from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
 from decloud.core.raster import Grid, open_raster
 from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
-from decloud.production.backends import ModelBackend, load_backend
+from decloud.production.backends import ModelBackend, SavedModelBackend, load_backend
 from decloud.production.input_selection import (
     ClearMaskSource,
     HoledS2Source,
@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Auxiliary key of the target's clear-sky mask (for --keep_clear).
 CLEAR_KEY = "clear"
-#: Default margin when neither the user nor the model's description gives one.
+#: Margin of a model whose receptive field is unknown (an ONNX model without its metadata), when the user
+#: gives none.
 DEFAULT_PAD = 64
 HOUR = 3600.0
 #: Largest S1/S2 gap a pair may have, hours (a year): beyond it a "pair" says nothing of the same ground.
@@ -62,7 +63,7 @@ class InferenceOptions:
     """How to run a processor (the flags shared by every processor)."""
 
     tile_size: int = 512
-    pad: int | None = None  #: None: the model's recommended margin, else DEFAULT_PAD
+    pad: int | None = None  #: None: the model's receptive field (DEFAULT_PAD when unknown)
     max_gap_hours: float = 72.0
     with_20m_bands: bool = False
     keep_clear: bool = False
@@ -95,13 +96,15 @@ class LoadedModel:
     backend: ModelBackend
     path: Path
     size_multiple: int
-    margin: int | None
+    #: radius (10 m pixels) of the input area that influences an output pixel; None when unknown
+    receptive_field: int | None
     cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LoadedModel:
         """The model and what its description (``decloud_model.json`` in a SavedModel, ``<name>.json``
-        beside an ONNX file) says about tiling."""
+        beside an ONNX file) says about tiling; the receptive field of a SavedModel exported without it
+        is measured now."""
         # Imported here: they import TensorFlow, which a --help or a bad-argument error need not wait for.
         from decloud.models.export import DESCRIPTION_FILE, read_description
         from decloud.models.onnx_export import metadata_path
@@ -110,15 +113,35 @@ class LoadedModel:
         backend = load_backend(path)
         description_file = metadata_path(path) if path.suffix.lower() == ".onnx" else path / DESCRIPTION_FILE
         description = read_description(description_file)
-        margin = description.get("tiling", {}).get("margin_10m_pixels")
         cloudy_pixels = description.get(DESCRIPTION_KEY, CLOUDY_AS_ACQUIRED)
         if cloudy_pixels not in (CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA):
             raise InvalidArgumentError(f"{description_file}: unknown {DESCRIPTION_KEY!r} value {cloudy_pixels!r}")
-        return cls(backend, path, int(description.get("size_multiple", 1)), margin, cloudy_pixels)
+        radius = description.get("receptive_field", {}).get("radius_10m_pixels")
+        if radius is None and isinstance(backend, SavedModelBackend) and "s2_estim" in backend.outputs:
+            multiple = backend.serving.size_multiple()
+            radius = backend.serving.receptive_field(multiple)[0]
+            log.info("%s: receptive field measured, %d pixels (the description has none)", path, radius)
+            return cls(backend, path, multiple, radius, cloudy_pixels)
+        return cls(backend, path, int(description.get("size_multiple", 1)), radius, cloudy_pixels)
 
     def options_for(self, options: InferenceOptions) -> InferenceOptions:
         """``options`` with the model's way of seeing cloudy pixels, so that inference agrees with training."""
         return replace(options, cloudy_pixels=self.cloudy_pixels)
+
+    def margin(self, requested: int | None) -> int:
+        """The margin (``--pad``) of a run: ``requested``, by default the receptive field, rounded up to the
+        size multiple; a margin narrower than the receptive field is warned about (tiles then show)."""
+        if requested is None:
+            if self.receptive_field is None:
+                log.warning("%s has no receptive field in its description: margin %d pixels", self.path, DEFAULT_PAD)
+            requested = DEFAULT_PAD if self.receptive_field is None else self.receptive_field
+        elif self.receptive_field is not None and requested < self.receptive_field:
+            log.warning(
+                "--pad %d is narrower than the receptive field of %s (%d pixels): pixels near tile borders will "
+                "depend on the tiling",
+                requested, self.path, self.receptive_field,
+            )  # fmt: skip
+        return -(-requested // self.size_multiple) * self.size_multiple
 
     def uses(self, key: str) -> bool:
         """Whether the model reads input ``key`` (the time-series processors feed what it reads)."""
@@ -251,8 +274,7 @@ def reconstruct(
             f"--pad {options.pad}: the margin is larger than the image ({reference.width} x {reference.height} "
             "pixels), which it would only mirror"
         )
-    pad = options.pad if options.pad is not None else (model.margin or DEFAULT_PAD)
-    pad = -(-pad // model.size_multiple) * model.size_multiple
+    pad = model.margin(options.pad)
     engine = StreamingEngine(
         model.backend,
         sources,
@@ -332,7 +354,9 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = T
     """The flags every processor shares."""
     parser.add_argument("--ts", type=int, default=512, help="tile size in 10 m pixels (512)")
     parser.add_argument(
-        "--pad", type=int, help="margin around each tile, 10 m pixels (default: the model's recommended margin, or 64)"
+        "--pad",
+        type=int,
+        help="margin around each tile, 10 m pixels (default: the model's receptive field, or 64 when unknown)",
     )
     parser.add_argument("--maxgap", type=float, default=72.0, help="maximum S1/S2 gap of a pair, hours (72)")
     parser.add_argument("--with_20m_bands", action="store_true", help="feed the 20 m bands (models trained with them)")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from decloud.core.errors import GridMismatchError
+from decloud.core.grid_20m import grid_offset
 from decloud.core.raster import Grid, open_raster, read_window
 
 
@@ -59,22 +59,8 @@ class TileSource(ABC):
         """Open a raster that must lie on the reference grid scaled by ``scale`` and cover the reference;
         the error names it. All the rasters of a scale must share their grid."""
         dataset = self._stack.enter_context(open_raster(path))
-        expected = self.reference.transform @ Affine.scale(scale)
-        transform = dataset.transform
-        col, row = ~transform @ (expected.c, expected.f)
-        aligned = (
-            dataset.crs == self.reference.crs
-            and transform.almost_equals(Affine(expected.a, 0, transform.c, 0, expected.e, transform.f), precision=1e-6)
-            and abs(col - round(col)) < 1e-6
-            and abs(row - round(row)) < 1e-6
-        )
-        if not aligned:
-            raise GridMismatchError(
-                f"{dataset.name} is not on the {10 * scale} m grid of the reference image: "
-                f"{Grid.of(dataset).describe()}, expected CRS {self.reference.crs}, pixel {expected.a:g} m, "
-                f"origin on the grid of ({expected.c:.3f}, {expected.f:.3f})"
-            )
-        extent = (round(row), round(col), dataset.height, dataset.width)
+        row, col = grid_offset(Grid.of(dataset), self.reference, scale, dataset.name)
+        extent = (row, col, dataset.height, dataset.width)
         rows, cols = -(-self.reference.height // scale), -(-self.reference.width // scale)
         if (
             extent[0] < 0

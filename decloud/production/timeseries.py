@@ -3,8 +3,9 @@ prepared products: the time-series mode of the CRGA and Meraner processors.
 
 For a target date, the CRGA inputs are the ``candidates`` closest products before it (and after it for
 OS2 models, which the model's inputs tell), paired per pixel with the S1 images within ``--maxgap`` hours,
-and the S1 images within ``--maxgap`` hours of the target. A date lacking any of them is reported and
-skipped. Outputs already written are kept unless ``overwrite``.
+and the S1 images within ``--maxgap`` hours of the target. A date lacking any of them (the first and last
+dates of a series, typically) is written as itself when it is clear and ``--keep_clear`` is given; otherwise
+it is named in one warning with what it lacks. Outputs already written are kept unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+from rasterio.windows import Window
+
+from decloud.core import keys
 from decloud.core.cli import run_command
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
+from decloud.core.grid_20m import SCALE_20M, grid_offset
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
+from decloud.core.raster import Grid, block_windows, open_raster, read_window
 from decloud.preprocessing.constants import S1_SUFFIX_VVVH
 from decloud.preprocessing.outputs import is_complete
+from decloud.production.backends import InputCopyBackend
 from decloud.production.input_selection import s1_image, s2_product
 from decloud.production.processors import (
     InferenceOptions,
@@ -34,6 +42,7 @@ from decloud.production.processors import (
     reconstruct,
     reference_grid,
     s1_near,
+    target_sources,
 )
 from decloud.production.streaming import EmptyResultError
 from decloud.sampling.catalog import S1Image, S2Product
@@ -168,11 +177,20 @@ def reconstruct_series(
         else:  # Meraner reads the S1 and S2 images of the date only
             at_target = s1_near(s1_images or [], target.acquired, options.max_gap_hours)
             lacking = [] if at_target else ["S1 image within the gap of the date"]
+        reference = reference_grid(target, period.area)
         if lacking:
-            log.warning("%s skipped: no %s", target.name, " and no ".join(lacking))
+            reason = f"no {' and no '.join(lacking)}"
+            cloudy = cloudy_pixels(target, reference) if options.keep_clear else None
+            if cloudy == 0:
+                write_as_itself(target, reference, output, output_20m, options)
+                log.info("%s has %s; clear, written as itself (--keep_clear)", target.name, reason)
+                written.append(output)
+                continue
+            if cloudy is not None:
+                reason += f", and {cloudy} cloudy pixels keep it from being written as itself"
+            log.warning("%s not reconstructed: %s", target.name, reason)
             skipped.append(target.name)
             continue
-        reference = reference_grid(target, period.area)
         with ExitStack() as stack:
             if kind == "crga":
                 sources = crga_sources(
@@ -191,6 +209,29 @@ def reconstruct_series(
     if not written and not kept:
         raise DecloudError(f"no date of the period could be reconstructed: {len(skipped)} skipped for lack of inputs")
     return written
+
+
+def cloudy_pixels(product: S2Product, reference: Grid) -> int:
+    """Pixels of ``product``'s cloud mask flagged cloudy over ``reference`` (a part of its 10 m grid)."""
+    with open_raster(product.cloud_mask) as dataset:
+        row, col = grid_offset(Grid.of(dataset), reference, 1, str(product.cloud_mask))
+        return sum(
+            int(np.count_nonzero(read_window(dataset, Window(col + w.col_off, row + w.row_off, w.width, w.height), 1)))
+            for w in block_windows(reference.height, reference.width)
+        )
+
+
+def write_as_itself(
+    target: S2Product, reference: Grid, output: Path, output_20m: Path | None, options: InferenceOptions
+) -> None:
+    """Write the target's own bands (10 m, and 20 m when asked) as its reconstruction."""
+    copied = {"s2_estim": keys.key(keys.S2, "t")}
+    if output_20m is not None:
+        copied["s2_20m_estim"] = keys.key(keys.S2_20M, "t")
+    channels = {key: keys.spec_of(key).channels or 1 for key in copied.values()}
+    model = LoadedModel(InputCopyBackend(copied, channels), target.directory, SCALE_20M, 0)
+    with ExitStack() as stack:
+        reconstruct(model, target_sources(stack, target, reference, options), reference, output, output_20m, options)
 
 
 def _day(text: str | None, flag: str) -> date | None:

@@ -11,7 +11,6 @@ rasterio datasets are not thread-safe, so each reading thread keeps its own open
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from rasterio.windows import Window
 from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
 from decloud.core.errors import GridMismatchError, InputNotFoundError
+from decloud.core.grid_20m import SCALE_20M, grid_offset
 from decloud.core.raster import Grid, open_raster, read_window
 from decloud.sampling.catalog import TileCatalog
 from decloud.sampling.search import SampleTuples
@@ -80,13 +80,12 @@ class SampleReader:
         return np.moveaxis(read_window(self._open(path, reference), window), 0, -1)
 
     def _patch_20m(self, path: Path, row: int, col: int, reference: Path) -> np.ndarray:
-        """(rows, cols, bands) patch of a 20 m raster, read on its own grid from the 20 m pixel that holds
-        the patch's 10 m upper-left corner (grids of real crops can be offset by half a 20 m pixel)."""
+        """(rows, cols, bands) patch of a 20 m raster under the 10 m patch at pixel (row, col) (even), the
+        raster being on the 20 m grid of the reference (:func:`decloud.core.grid_20m.grid_offset`)."""
         dataset = self._open(path)
-        x, y = self._open(reference).transform @ (col, row)
-        col_20m, row_20m = ~dataset.transform @ (x, y)
-        size = self.patchsize // 2
-        window = Window(math.floor(col_20m + 1e-6), math.floor(row_20m + 1e-6), size, size)
+        row_20m, col_20m = grid_offset(Grid.of(dataset), Grid.of(self._open(reference)), SCALE_20M, str(path))
+        size = self.patchsize // SCALE_20M
+        window = Window(col_20m + col // SCALE_20M, row_20m + row // SCALE_20M, size, size)
         return np.moveaxis(read_window(dataset, window), 0, -1)
 
     def read(self, tuples: SampleTuples, index: int) -> dict[str, np.ndarray]:
