@@ -8,6 +8,7 @@ window, so memory stays bounded whatever the image size (a full Sentinel-2 tile 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
+from decloud.core.atomic import atomic_file
 from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, InvalidArgumentError
 from decloud.preprocessing.constants import PATCH_SIZE
 
@@ -202,3 +204,17 @@ def write_array(
     )
     with create_geotiff(path, profile, descriptions, tags) as dataset:
         dataset.write(bands)
+
+
+def write_png(canvas: np.ndarray, png: str | os.PathLike[str]) -> Path:
+    """Write a (rows, cols, 3) uint8 picture as a PNG, atomically."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
+        with (
+            atomic_file(png) as temporary,
+            rasterio.open(
+                temporary, "w", driver="PNG", width=canvas.shape[1], height=canvas.shape[0], count=3, dtype="uint8"
+            ) as output,
+        ):
+            output.write(np.moveaxis(canvas, -1, 0))
+    return Path(png)

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
 
-from decloud.core.atomic import atomic_file
-from decloud.core.raster import open_raster, read_window
+from decloud.core.raster import open_raster, read_window, write_png
 from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
 
 RGB_BANDS = ("B4", "B3", "B2")
@@ -65,13 +61,5 @@ def write_quicklook(
     for index, image in enumerate(images):
         start = index * (cols + PANEL_GAP)
         canvas[:, start : start + cols] = to_bytes(image, low, high)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
-        with (
-            atomic_file(png) as temporary,
-            rasterio.open(
-                temporary, "w", driver="PNG", width=canvas.shape[1], height=rows, count=3, dtype="uint8"
-            ) as output,
-        ):
-            output.write(np.moveaxis(canvas, -1, 0))
+    write_png(canvas, png)
     return Path(png)
