@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "train": "decloud.models.train_from_tfrecords",
     "evaluate": "decloud.models.model_evaluation",
     "export-onnx": "decloud.models.export_onnx",
+    "superres": "decloud.superres.superres_command",
+    "superres-export-onnx": "decloud.superres.export_card",
     "demo": "decloud.demo.main",
 }
 

@@ -120,3 +120,9 @@ def parse_s1_name(filename: str) -> S1ProductName:
         datetime_text=match["datetime"],
         suffix=match["suffix"] or "",
     )
+
+
+def superres_output_name(product: S2ProductName, pixel_size_m: float, kind: str = "sisr") -> str:
+    """``<SATELLITE>_<YYYYMMDD>_L2A_<TILE>_<size>m_<kind>.tif``, the names of the ``sentinel2_superresolution``
+    tool (``SENTINEL2B_20181023_L2A_T30TYP_5m_sisr.tif``; ``kind`` "bicubic" for its bicubic twin)."""
+    return f"{product.satellite}_{product.acquired:%Y%m%d}_L2A_{product.tile}_{pixel_size_m:g}m_{kind}.tif"
