@@ -43,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--roi",
         type=float,
         nargs=4,
-        metavar=("LEFT", "BOTTOM", "RIGHT", "TOP"),
-        help="area to process, in the product's map coordinates",
+        metavar="COORD",
+        help="area to process: left bottom right top, in the product's map coordinates",
     )
     parser.add_argument(
-        "--roip", type=int, nargs=4, metavar=("COL0", "ROW0", "COL1", "ROW1"), help="area to process, in 10 m pixels"
+        "--roip", type=int, nargs=4, metavar="PIXEL", help="area to process: col0 row0 col1 row1, in 10 m pixels"
     )
     parser.add_argument("--bicubic", action="store_true", help="also write the bicubic upsampling (_bicubic.tif)")
     parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs")
