@@ -11,6 +11,7 @@ Metrics (overall and per band) come from :class:`decloud.models.metrics.BandAccu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -21,11 +22,11 @@ import numpy as np
 
 from decloud.core import keys
 from decloud.core.errors import DecloudError
-from decloud.models.export import ServingModel
+from decloud.models.export import DESCRIPTION_FILE, ServingModel
 from decloud.models.gapfilling import AFTER, AT, BEFORE
 from decloud.models.metrics import BandAccumulator
 from decloud.models.model import OUTPUT_BANDS, TARGET, output_source, target_key
-from decloud.models.registry import create_model
+from decloud.models.registry import available_models, create_model, model_class
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata
 
@@ -101,6 +102,15 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
             needed.update(keys.key(source, name) for name in names)
             needed.update(keys.key(keys.S2_TIMESTAMP, name) for name in names)
     return found, needed
+
+
+def evaluator_of(savedmodel: str | os.PathLike[str]) -> tuple[Any, Any] | None:
+    """The evaluation of the SavedModel's architecture, when its system has its own (see ``Model.evaluator``)."""
+    description = Path(savedmodel) / DESCRIPTION_FILE
+    if not description.is_file():
+        return None
+    name = json.loads(description.read_text()).get("model")
+    return model_class(name).evaluator() if name in available_models() else None
 
 
 def evaluate(

@@ -241,6 +241,13 @@ class Model(abc.ABC):
         """Keys a records folder must hold to train or evaluate this model: its inputs and its targets."""
         return [*self.input_keys(), *self.target_keys().values()]
 
+    @classmethod
+    def evaluator(cls) -> tuple[Any, Any] | None:
+        """``(evaluate(savedmodel, test_records, batch_size) -> report, format_table(report) -> str)`` of a
+        system whose models are scored otherwise than cloud removal's (``decloud evaluate`` calls them);
+        None: :mod:`decloud.models.evaluation`."""
+        return None
+
     def training_pair(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(inputs, targets) of a (batched) sample of :meth:`record_keys`: images as float32 prepared values
         (the model scales them), timestamps as float64; targets keyed by the output they supervise. A system

@@ -18,14 +18,15 @@ from pathlib import Path
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
-from decloud.models.evaluation import evaluate, format_table
+from decloud.models.evaluation import evaluate, evaluator_of, format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="decloud evaluate",
         description="Per-band and overall metrics (MAE, MSE, PSNR, SSIM, SAM) of a SavedModel on test records, "
-        "side by side with linear gap-filling and copy of the nearest date.",
+        "side by side with linear gap-filling and copy of the nearest date (super-resolution models: under the "
+        "Wald protocol, beside bicubic upsampling, with FRR / FRO / FRU).",
     )
     parser.add_argument("--savedmodel", type=Path, required=True, help="SavedModel folder")
     parser.add_argument("--test_records", type=Path, required=True, help="test records folder")
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
-    report = evaluate(args.savedmodel, args.test_records, args.batch_size)
-    print(format_table(report))
+    evaluate_records, table = evaluator_of(args.savedmodel) or (evaluate, format_table)
+    report = evaluate_records(args.savedmodel, args.test_records, args.batch_size)
+    print(table(report))
     if args.output is not None:
         with atomic_file(args.output) as temporary:
             temporary.write_text(json.dumps(report, indent=2) + "\n")

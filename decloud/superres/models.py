@@ -66,6 +66,12 @@ class SuperresModel(Model):
         """10 m pixels on each side that influence an output pixel (the margin tiled inference needs)."""
         return 0
 
+    @classmethod
+    def evaluator(cls) -> tuple[Any, Any]:
+        from decloud.superres.evaluation import evaluate_superres, format_superres_table  # imports this module
+
+        return evaluate_superres, format_superres_table
+
     def get_extra_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
         return {}
 
