@@ -77,6 +77,8 @@ def test_train_and_evaluate_with_the_usual_commands(tmp_path, capsys):
     args = ["train", "--training_record", train, "--model", "sharpen_carn", "--model_params", SMALL, "-bt", "2",
             "-e", "1", "--out_savedmodel", tmp_path / "sharpen"]  # fmt: skip
     assert decloud_main([str(arg) for arg in args]) == 0
+    description = json.loads((tmp_path / "sharpen" / "decloud_model.json").read_text())
+    assert [(o["name"], o["pixel_size_m"]) for o in description["outputs"]] == [("s2_20m_estim", 10.0)]
     output = tmp_path / "metrics.json"
     args = ["evaluate", "--savedmodel", tmp_path / "sharpen", "--test_records", test, "--output", output]
     assert decloud_main([str(arg) for arg in args]) == 0

@@ -241,6 +241,11 @@ class Model(abc.ABC):
         """Keys a records folder must hold to train or evaluate this model: its inputs and its targets."""
         return [*self.input_keys(), *self.target_keys().values()]
 
+    def describe_outputs(self, contract: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the SavedModel's description says of the outputs: ``contract`` (the outputs of the contract,
+        main and cropped), unless a system's outputs differ from it."""
+        return contract
+
     @classmethod
     def evaluator(cls) -> tuple[Any, Any] | None:
         """``(evaluate(savedmodel, test_records, batch_size) -> report, format_table(report) -> str)`` of a

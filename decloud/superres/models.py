@@ -72,6 +72,14 @@ class SuperresModel(Model):
 
         return evaluate_superres, format_superres_table
 
+    def describe_outputs(self, contract: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The main outputs only (no cropped copies), at their pixel size."""
+        return [
+            {**description, "pixel_size_m": 10 * self.output_scale, "margin_10m_pixels": self.margin}
+            for description in contract
+            if description["cropped_pixels_per_side"] == 0 and "_pad" not in description["name"]
+        ]
+
     def get_extra_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
         return {}
 
