@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "decloud.models.model_evaluation",
     "assess": "decloud.models.assess",
     "export-onnx": "decloud.models.export_onnx",
+    "superres": "decloud.superres.superres_command",
+    "superres-export-onnx": "decloud.superres.export_card",
     "demo": "decloud.demo.main",
 }
 

@@ -135,3 +135,9 @@ def parse_s1_name(filename: str) -> S1ProductName:
 def _s1_datetime(text: str, name: str) -> datetime:
     """The date-time of an S1Tiling name; ``txxxxxx`` (time unknown) is midnight."""
     return name_datetime(text.lower().replace("xxxxxx", "000000"), "%Y%m%dt%H%M%S", name)
+
+
+def superres_output_name(product: S2ProductName, pixel_size_m: float, kind: str = "sisr") -> str:
+    """``<SATELLITE>_<YYYYMMDD>_L2A_<TILE>_<size>m_<kind>.tif``, the names of the ``sentinel2_superresolution``
+    tool (``SENTINEL2B_20181023_L2A_T30TYP_5m_sisr.tif``; ``kind`` "bicubic" for its bicubic twin)."""
+    return f"{product.satellite}_{product.acquired:%Y%m%d}_L2A_{product.tile}_{pixel_size_m:g}m_{kind}.tif"

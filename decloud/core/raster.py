@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +30,11 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Interleaving
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
+from decloud.core.atomic import atomic_file
 from decloud.core.errors import (
     CorruptRasterError,
     GridMismatchError,
@@ -340,3 +342,17 @@ def write_array(
     )
     with written_geotiff(path, profile, descriptions, tags) as dataset:
         write_window(dataset, bands)
+
+
+def write_png(canvas: np.ndarray, png: str | os.PathLike[str]) -> Path:
+    """Write a (rows, cols, 3) uint8 picture as a PNG, atomically."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
+        with (
+            atomic_file(png) as temporary,
+            rasterio.open(
+                temporary, "w", driver="PNG", width=canvas.shape[1], height=canvas.shape[0], count=3, dtype="uint8"
+            ) as output,
+        ):
+            output.write(np.moveaxis(canvas, -1, 0))
+    return Path(png)

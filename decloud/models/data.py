@@ -16,8 +16,8 @@ from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata
 
 
 def required_keys(model: Model) -> list[str]:
-    """Keys a records folder must hold to train or evaluate ``model``: its inputs and its targets."""
-    return [*model.input_keys(), *model.target_keys().values()]
+    """Keys a records folder must hold to train or evaluate ``model``."""
+    return model.record_keys()
 
 
 def _patchsize(shapes: dict[str, tuple[int, ...]], names: Sequence[str]) -> int | None:
@@ -65,13 +65,8 @@ def check_records(records_dir: str | os.PathLike[str], model: Model) -> int:
 
 
 def split_sample(sample: dict[str, Any], model: Model) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(inputs, targets) of a (batched) sample: images as float32 prepared values (the model scales them),
-    timestamps as float64; targets keyed by the output they supervise."""
-    inputs = {
-        name: tf.cast(sample[name], tf.float32 if is_image_key(name) else tf.float64) for name in model.input_keys()
-    }
-    targets = {output: tf.cast(sample[key], tf.float32) for output, key in model.target_keys().items()}
-    return inputs, targets
+    """(inputs, targets) of a (batched) sample, as ``model`` trains on them."""
+    return model.training_pair(sample)
 
 
 def model_dataset(

@@ -33,10 +33,10 @@ from rasterio.windows import Window
 from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
 from decloud.core.errors import DecloudError
-from decloud.models.export import ServingModel
+from decloud.models.export import DESCRIPTION_FILE, ServingModel, read_description
 from decloud.models.gapfilling import AFTER, AT, BEFORE
 from decloud.models.model import OUTPUT_BANDS, TARGET, output_source, target_key
-from decloud.models.registry import create_model
+from decloud.models.registry import available_models, create_model, model_class
 from decloud.models.scores import HoleScores, format_scores, scorable
 from decloud.models.series_baselines import SeriesReader, copy_nearest, gap_fill
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
@@ -121,6 +121,15 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
             needed.update(keys.key(source, name) for name in names)
             needed.update(keys.key(keys.S2_TIMESTAMP, name) for name in names)
     return found, needed
+
+
+def evaluator_of(savedmodel: str | os.PathLike[str]) -> tuple[Any, Any] | None:
+    """The evaluation of the SavedModel's architecture, when its system has its own (see ``Model.evaluator``)."""
+    description = Path(savedmodel) / DESCRIPTION_FILE
+    if not description.is_file():
+        return None
+    name = read_description(description).get("model")
+    return model_class(name).evaluator() if name in available_models() else None
 
 
 def holes_key(types: dict[str, str]) -> str | None:

@@ -91,7 +91,9 @@ def model_description(model: Model, cloudy_pixels: str = CLOUDY_AS_ACQUIRED) -> 
         "model": model.name,
         "params": model.get_config(),
         "inputs": [describe_key(name) for name in model.input_keys()],
-        "outputs": [describe_output(name) for name in names + [padded_name(n, pad) for n in names for pad in PADS]],
+        "outputs": model.describe_outputs(
+            [describe_output(name) for name in names + [padded_name(n, pad) for n in names for pad in PADS]]
+        ),
         "targets": model.target_keys(),
         DESCRIPTION_KEY: cloudy_pixels,
     }

@@ -237,6 +237,32 @@ class Model(abc.ABC):
         """Output name -> key of its reference image in the records."""
         return {name: target_key(name) for name in self.output_names()}
 
+    def record_keys(self) -> list[str]:
+        """Keys a records folder must hold to train or evaluate this model: its inputs and its targets."""
+        return [*self.input_keys(), *self.target_keys().values()]
+
+    def describe_outputs(self, contract: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the SavedModel's description says of the outputs: ``contract`` (the outputs of the contract,
+        main and cropped), unless a system's outputs differ from it."""
+        return contract
+
+    @classmethod
+    def evaluator(cls) -> tuple[Any, Any] | None:
+        """``(evaluate(savedmodel, test_records, batch_size) -> report, format_table(report) -> str)`` of a
+        system whose models are scored otherwise than cloud removal's (``decloud evaluate`` calls them);
+        None: :mod:`decloud.models.evaluation`."""
+        return None
+
+    def training_pair(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(inputs, targets) of a (batched) sample of :meth:`record_keys`: images as float32 prepared values
+        (the model scales them), timestamps as float64; targets keyed by the output they supervise. A system
+        that derives its inputs from the records (e.g. by degrading them) overrides this."""
+        inputs = {
+            name: tf.cast(sample[name], tf.float32 if is_image_key(name) else tf.float64) for name in self.input_keys()
+        }
+        targets = {output: tf.cast(sample[key], tf.float32) for output, key in self.target_keys().items()}
+        return inputs, targets
+
     # --- Graph ----------------------------------------------------------------------------------
 
     def get_model_inputs(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
-from decloud.models.evaluation import evaluate, format_table
+from decloud.models.evaluation import evaluate, evaluator_of, format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="decloud evaluate",
         description="Per-band and overall scores (MAE, RMSE, PSNR from the pooled MSE, SSIM, SAM) of a SavedModel "
         "on test records, side by side with linear gap-filling and copy of the nearest clear observation; records "
-        "of same-date truth (transplanted cloud masks) are scored on their hole pixels only.",
+        "of same-date truth (transplanted cloud masks) are scored on their hole pixels only (super-resolution "
+        "models: under the Wald protocol, beside bicubic upsampling, with FRR / FRO / FRU).",
     )
     parser.add_argument("--savedmodel", type=Path, required=True, help="SavedModel folder")
     parser.add_argument("--test_records", type=Path, required=True, help="test records folder")
@@ -54,10 +55,16 @@ def _run(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
     if args.output is not None:
         require_output_file(args.output, "--output metrics file")
-    report = evaluate(
-        args.savedmodel, args.test_records, args.batch_size, args.s2_root, allow_partial=args.allow_partial
-    )
-    print(format_table(report))
+    system_evaluation = evaluator_of(args.savedmodel)
+    if system_evaluation is None:
+        table = format_table
+        report = evaluate(
+            args.savedmodel, args.test_records, args.batch_size, args.s2_root, allow_partial=args.allow_partial
+        )
+    else:
+        evaluate_records, table = system_evaluation
+        report = evaluate_records(args.savedmodel, args.test_records, args.batch_size)
+    print(table(report))
     if args.output is not None:
         with atomic_file(args.output) as temporary:
             temporary.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "decloud.models.crga",
     "decloud.models.monthly_synthesis",
     "decloud.models.gapfilling",
+    "decloud.superres.models",
 )
 
 _REGISTRY: dict[str, type[Model]] = {}

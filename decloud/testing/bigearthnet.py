@@ -26,7 +26,7 @@ def _metadata(patch: Path) -> dict:
     return json.loads(next(patch.glob("*_labels_metadata.json")).read_text())
 
 
-def _copy_band(source: Path, destination: Path, dtype: str, convert=None, nodata: float | None = None) -> None:
+def copy_band(source: Path, destination: Path, dtype: str, convert=None, nodata: float | None = None) -> None:
     with rasterio.open(source) as dataset:
         values = dataset.read(1)
         profile = {**dataset.profile, "dtype": dtype, "driver": "GTiff", "nodata": nodata}
@@ -44,9 +44,9 @@ def theia_from_bigearthnet(s2_patch: Path, out_dir: Path) -> Path:
     product = out_dir / name
     for band in S2_BANDS_10M + S2_BANDS_20M:
         code = f"B{band[1:]:0>2}"
-        _copy_band(s2_patch / f"{s2_patch.name}_{code}.tif", product / f"{name}_FRE_{band}.tif", "int16")
+        copy_band(s2_patch / f"{s2_patch.name}_{code}.tif", product / f"{name}_FRE_{band}.tif", "int16")
     for mask in ("CLM", "EDG"):
-        _copy_band(
+        copy_band(
             s2_patch / f"{s2_patch.name}_B02.tif", product / "MASKS" / f"{name}_{mask}_R1.tif", "uint8", np.zeros_like
         )
     return product
@@ -71,6 +71,6 @@ def s1tiling_from_bigearthnet(s1_patch: Path, tile: str, out_dir: Path) -> tuple
             relative_orbit=relative_orbit,
         )
         source = s1_patch / f"{s1_patch.name}_{polarisation.upper()}.tif"
-        _copy_band(source, out_dir / name, "float32", lambda decibels: 10 ** (decibels / 10), nodata=0)
+        copy_band(source, out_dir / name, "float32", lambda decibels: 10 ** (decibels / 10), nodata=0)
         paths.append(out_dir / name)
     return paths[0], paths[1]

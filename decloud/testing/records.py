@@ -41,6 +41,7 @@ LAYOUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "crga_os2": {"tm1": S1_S2, "t": S1_S2, "tp1": S1_S2, "target": (keys.S2,)},
     "monthly_s2": {**{f"d{index}": (keys.S2,) for index in range(6)}, "target": (keys.S2,)},
     "monthly_s2s1": {**{f"d{index}": S1_S2 for index in range(6)}, "target": (keys.S2,)},
+    "superres": {"t": (keys.S2,)},
 }
 
 
@@ -132,6 +133,10 @@ LAYOUT_OF = {
     "meraner_unet": "meraner",
     "monthly_synthesis_6_s2_images": "monthly_s2",
     "monthly_synthesis_6_s2s1_images": "monthly_s2s1",
+    "superres_carn": "superres",
+    "superres_bicubic": "superres",
+    "sharpen_carn": "superres",
+    "sharpen_bicubic": "superres",
 }
 
 
