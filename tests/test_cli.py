@@ -44,7 +44,10 @@ COMMAND_FLAGS = {
         "--save_ckpt_dir", "--load_ckpt_dir", "--logdir", "--out_savedmodel", "--previews", "--strategy",
     ],
     "evaluate": ["--savedmodel", "--test_records", "--output"],
+    "assess": ["--prediction", "--truth", "--mask", "--output"],
     "export-onnx": ["--savedmodel", "--output"],
+    "superres": ["--in_image", "--out", "--model", "--ts", "--bicubic", "--cog"],
+    "superres-export-onnx": ["--savedmodel", "--output"],
     "demo": ["--out", "--seed"],
 }  # fmt: skip
 

@@ -189,7 +189,7 @@ def same_date_series(tmp_path_factory):
     root = tmp_path_factory.mktemp("same_date")
     for day, clouds in ((1, []), (11, []), (21, [Rect(8, 4, 16, 16)]), (31, [])):
         acquired = datetime(2021, 5 + day // 31, day - 30 if day == 31 else day, 10, 30, tzinfo=UTC)
-        raw = make_theia_product(root / "raw", acquired=acquired, shape=(64, 64), clouds=clouds, season=day / 40)
+        raw = make_theia_product(root / "raw", acquired=acquired, shape=(64, 64), clouds=clouds, seed=day)
         prepare_s2_product(raw, root / "S2")
     scene = Scene.load(root / "S2" / "T31TEJ")
     assert write_series_records(scene, root / "records", [(0, 0)], 32) == 6
