@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "decloud.models.model_evaluation",
     "export-onnx": "decloud.models.export_onnx",
     "demo": "decloud.demo.main",
+    "sits-extract": "decloud.sits.extract",
 }
 
 

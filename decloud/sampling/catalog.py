@@ -123,6 +123,11 @@ def _find_s2_products(tile_dir: Path) -> dict[str, tuple[S2Product, list[int]]]:
     return found
 
 
+def prepared_s2_products(tile_dir: str | os.PathLike[str]) -> list[S2Product]:
+    """The complete prepared Sentinel-2 products of a tile folder, sorted by acquisition date."""
+    return sorted((product for product, _ in _find_s2_products(Path(tile_dir)).values()), key=lambda p: p.acquired)
+
+
 def _find_s1_images(tile_dir: Path) -> dict[str, tuple[S1Image, list[int]]]:
     """Prepared S1 images of a tile folder (those whose statistics file exists), by name."""
     found = {}
