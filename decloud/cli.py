@@ -43,7 +43,10 @@ def _flag_row(action: argparse.Action) -> str:
     elif action.choices is not None and not isinstance(action.choices, range):
         value = " | ".join(str(choice) for choice in action.choices)
     else:
-        value = (action.metavar or action.dest.upper()) + (" ..." if action.nargs in ("+", "*") else "")
+        metavar = action.metavar or action.dest.upper()
+        value = (" ".join(metavar) if isinstance(metavar, tuple) else metavar) + (
+            " ..." if action.nargs in ("+", "*") else ""
+        )
     default = "required" if action.required else ("" if action.default in (None, False) else f"`{action.default}`")
     return f"| {flags} | {_markdown(value)} | {default} | {_markdown(action.help or '')} |"
 

@@ -46,6 +46,9 @@ COMMAND_FLAGS = {
     "evaluate": ["--savedmodel", "--test_records", "--output"],
     "export-onnx": ["--savedmodel", "--output"],
     "demo": ["--out", "--seed"],
+    "sits-extract": [
+        "--s2_dir", "--from_npy", "--tile", "--out", "--window", "--reference_year", "--export_npy", "--overwrite",
+    ],
 }  # fmt: skip
 
 
