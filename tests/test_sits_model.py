@@ -42,3 +42,126 @@ def test_effective_rank_of_identity_and_rank_one_matrices():
     expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
     assert effective_rank(np.diag([3.0, 1.0])) == pytest.approx(expected)
     assert effective_rank(np.zeros((3, 3))) == 0.0
+
+
+# --- views, encoders, pretraining --------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from decloud.sits.encoder import build_encoder  # noqa: E402
+from decloud.sits.pretrain import PretrainConfig, load_encoder, pretrain, view_pairs  # noqa: E402
+from decloud.sits.store import SeriesStore, import_npy  # noqa: E402
+from decloud.sits.views import sample_view  # noqa: E402
+
+BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
+
+
+def test_a_view_is_a_sorted_subset_of_distinct_valid_dates():
+    values = np.arange(6 * 2, dtype=np.int16).reshape(6, 2)
+    doys = np.array([10, 20, 30, 40, 50, 60])
+    valid = np.array([1, 0, 1, 1, 0, 1], bool)
+    for seed in range(20):
+        view = sample_view(values, doys, valid, 3, np.random.default_rng(seed))
+        assert view.mask.tolist() == [True, True, True]
+        assert len(set(view.doys)) == 3 and set(view.doys) <= {10, 30, 40, 60}
+        assert list(view.doys) == sorted(view.doys)
+        np.testing.assert_array_equal(view.values, values[(view.doys.astype(int) // 10) - 1])
+
+
+def test_a_series_shorter_than_the_view_is_padded_and_masked():
+    values = np.arange(6 * 2, dtype=np.int16).reshape(6, 2) + 1
+    valid = np.array([1, 0, 1, 1, 0, 1], bool)
+    view = sample_view(values, np.arange(1, 7) * 10, valid, 6, np.random.default_rng(0))
+    assert view.mask.tolist() == [True, True, True, True, False, False]
+    np.testing.assert_array_equal(view.doys, [10, 30, 40, 60, 0, 0])
+    np.testing.assert_array_equal(view.values, [[1, 2], [5, 6], [7, 8], [11, 12], [0, 0], [0, 0]])
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    """A 40x30-pixel, 12-date store: two kinds of pixels (left: early green-up, right: late), 30 % of the
+    observations invalid, and a 5x5 corner with a single valid date (never a training sample)."""
+    rng = np.random.default_rng(7)
+    doys = np.arange(12) * 30 + 15
+    curve_left = np.exp(-(((doys - 120) / 50.0) ** 2))
+    curve_right = np.exp(-(((doys - 240) / 50.0) ** 2))
+    left = np.arange(30)[np.newaxis, np.newaxis, :] < 15
+    curve = np.where(left, curve_left[:, None, None], curve_right[:, None, None])
+    curve = np.broadcast_to(curve, (12, 40, 30))[..., np.newaxis]
+    soil, green = np.linspace(800, 2500, 10), np.linspace(300, 4000, 10)[::-1]
+    bands = (soil + curve * (green - soil) + rng.normal(0, 50, (12, 40, 30, 10))).astype(np.int16)
+    masks = (rng.random((12, 40, 30)) > 0.3).astype(np.uint8)
+    masks[:, :5, :5] = 0
+    masks[3, :5, :5] = 1
+    folder = tmp_path_factory.mktemp("npy")
+    for name, array in (
+        ("bands", bands),
+        ("masks", masks),
+        ("doys", doys.astype(np.int16)),
+        ("band_mean", bands.reshape(-1, 10).mean(0).astype(np.float32)),
+        ("band_std", bands.reshape(-1, 10).std(0).astype(np.float32)),
+    ):
+        np.save(folder / f"{name}.npy", array)
+    return import_npy(folder, folder.parent / "small.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000)
+
+
+def test_training_samples_trace_back_to_their_tile_pixel(small_store):
+    store = SeriesStore(small_store)
+    values, valid = store.read("s2")
+    config = PretrainConfig(store=small_store, out_dir=Path("unused"), view_length=4)
+    for inputs, trace in view_pairs(store, config).take(50):
+        row, col = int(trace["row"]), int(trace["col"])
+        assert trace["tile"].numpy() == b"T31TEJ"
+        assert not (row < 5 and col < 5)  # a single valid date: not a sample
+        for view in (inputs["first"], inputs["second"]):
+            assert view["mask"].numpy().all()
+            dates = [int(np.flatnonzero(store.sources["s2"].doys == doy)[0]) for doy in view["doys"].numpy()]
+            assert valid[dates, row, col].all()
+            np.testing.assert_array_equal(view["values"].numpy(), values[dates, row, col])
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "transformer"])
+def test_padding_does_not_change_the_representation(backbone):
+    encoder = build_encoder(backbone, bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=8, depth=1, heads=2)
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 5000, (2, 3, 10)).astype(np.float32)
+    doys = np.array([[10, 50, 200], [30, 31, 400]], np.float32)
+    short = encoder.predict({"values": values, "doys": doys, "mask": np.ones((2, 3), np.float32)}, verbose=0)
+    padded_values = np.concatenate([values, rng.uniform(0, 9000, (2, 2, 10)).astype(np.float32)], axis=1)
+    padded = {
+        "values": padded_values,
+        "doys": np.concatenate([doys, [[500, 9], [77, 1]]], axis=1).astype(np.float32),
+        "mask": np.array([[1, 1, 1, 0, 0]] * 2, np.float32),
+    }
+    np.testing.assert_allclose(encoder.predict(padded, verbose=0), short, atol=1e-5)
+    other = {"values": values, "doys": doys + 100, "mask": np.ones((2, 3), np.float32)}
+    assert np.abs(encoder.predict(other, verbose=0) - short).max() > 1e-3  # the day numbers matter
+
+
+@pytest.mark.slow
+def test_pretraining_lowers_the_loss_logs_the_effective_rank_and_saves_the_encoder(small_store, tmp_path):
+    config = PretrainConfig(
+        store=small_store,
+        out_dir=tmp_path / "encoder",
+        backbone="mlp",
+        dim=8,
+        depth=1,
+        projector=16,
+        view_length=4,
+        batch=64,
+        epochs=3,
+        steps_per_epoch=8,
+        logdir=tmp_path / "logs",
+    )
+    result = pretrain(config)
+    assert len(result.loss) == 3 and result.loss[-1] < result.loss[0]
+    assert len(result.effective_rank) == 4 and all(1.0 <= value <= 8.0 for value in result.effective_rank)
+    encoder, metadata = load_encoder(tmp_path / "encoder")
+    assert metadata["bands"] == list(BANDS) and metadata["max_length"] == 4
+    probe = {
+        "values": np.full((1, 2, 10), 1500, np.float32),
+        "doys": np.array([[100, 200]], np.float32),
+        "mask": np.ones((1, 2), np.float32),
+    }
+    np.testing.assert_allclose(encoder.predict(probe, verbose=0), result.encoder.predict(probe, verbose=0), atol=1e-6)
+    assert any((tmp_path / "logs").rglob("*tfevents*"))
