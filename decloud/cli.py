@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "decloud.models.export_onnx",
     "demo": "decloud.demo.main",
     "sits-extract": "decloud.sits.extract",
+    "sits-pretrain": "decloud.sits.pretrain_command",
+    "sits-embed": "decloud.sits.embed_command",
 }
 
 

@@ -49,6 +49,12 @@ COMMAND_FLAGS = {
     "sits-extract": [
         "--s2_dir", "--from_npy", "--tile", "--out", "--window", "--reference_year", "--export_npy", "--overwrite",
     ],
+    "sits-pretrain": [
+        "--store", "--out", "--source", "--backbone", "--dim", "--depth", "--heads", "--projector", "--view_length",
+        "--noise", "--lambda", "--batch", "--epochs", "--steps_per_epoch", "--learning_rate", "--seed", "--logdir",
+        "--strategy",
+    ],
+    "sits-embed": ["--encoder", "--store", "--out", "--dtype", "--window", "--no_pca", "--overwrite"],
 }  # fmt: skip
 
 

@@ -52,6 +52,7 @@ from decloud.sits.encoder import build_encoder  # noqa: E402
 from decloud.sits.pretrain import PretrainConfig, load_encoder, pretrain, view_pairs  # noqa: E402
 from decloud.sits.store import SeriesStore, import_npy  # noqa: E402
 from decloud.sits.views import sample_view  # noqa: E402
+from decloud.testing.series import write_series_npy  # noqa: E402
 
 BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
 
@@ -79,29 +80,7 @@ def test_a_series_shorter_than_the_view_is_padded_and_masked():
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> Path:
-    """A 40x30-pixel, 12-date store: two kinds of pixels (left: early green-up, right: late), 30 % of the
-    observations invalid, and a 5x5 corner with a single valid date (never a training sample)."""
-    rng = np.random.default_rng(7)
-    doys = np.arange(12) * 30 + 15
-    curve_left = np.exp(-(((doys - 120) / 50.0) ** 2))
-    curve_right = np.exp(-(((doys - 240) / 50.0) ** 2))
-    left = np.arange(30)[np.newaxis, np.newaxis, :] < 15
-    curve = np.where(left, curve_left[:, None, None], curve_right[:, None, None])
-    curve = np.broadcast_to(curve, (12, 40, 30))[..., np.newaxis]
-    soil, green = np.linspace(800, 2500, 10), np.linspace(300, 4000, 10)[::-1]
-    bands = (soil + curve * (green - soil) + rng.normal(0, 50, (12, 40, 30, 10))).astype(np.int16)
-    masks = (rng.random((12, 40, 30)) > 0.3).astype(np.uint8)
-    masks[:, :5, :5] = 0
-    masks[3, :5, :5] = 1
-    folder = tmp_path_factory.mktemp("npy")
-    for name, array in (
-        ("bands", bands),
-        ("masks", masks),
-        ("doys", doys.astype(np.int16)),
-        ("band_mean", bands.reshape(-1, 10).mean(0).astype(np.float32)),
-        ("band_std", bands.reshape(-1, 10).std(0).astype(np.float32)),
-    ):
-        np.save(folder / f"{name}.npy", array)
+    folder = write_series_npy(tmp_path_factory.mktemp("npy") / "processed")
     return import_npy(folder, folder.parent / "small.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000)
 
 
