@@ -26,7 +26,9 @@ COMMANDS: dict[str, str] = {
     "demo": "decloud.demo.main",
     "sits-extract": "decloud.sits.extract",
     "sits-pretrain": "decloud.sits.pretrain_command",
+    "sits-finetune": "decloud.sits.finetune_command",
     "sits-embed": "decloud.sits.embed_command",
+    "sits-classify": "decloud.sits.classify_command",
 }
 
 

@@ -54,7 +54,12 @@ COMMAND_FLAGS = {
         "--noise", "--lambda", "--batch", "--epochs", "--steps_per_epoch", "--learning_rate", "--seed", "--logdir",
         "--strategy",
     ],
+    "sits-finetune": [
+        "--store", "--labels", "--class_field", "--encoder", "--out", "--methods", "--test_share", "--labelled_share",
+        "--epochs", "--batch", "--learning_rate", "--max_pixels_per_parcel", "--seed",
+    ],
     "sits-embed": ["--encoder", "--store", "--out", "--dtype", "--window", "--no_pca", "--overwrite"],
+    "sits-classify": ["--classifier", "--store", "--out", "--window", "--overwrite"],
 }  # fmt: skip
 
 

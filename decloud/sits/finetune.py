@@ -29,8 +29,8 @@ from sklearn.preprocessing import StandardScaler
 from decloud.core.atomic import atomic_directory
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.sits.encoder import build_encoder
+from decloud.sits.encoding import encode_pixels
 from decloud.sits.labels import Labels, read_labels, split_parcels
-from decloud.sits.maps import encode_pixels
 from decloud.sits.pretrain import load_encoder
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 

@@ -34,6 +34,8 @@ from decloud.core.atomic import atomic_file
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, create_geotiff, gdal_environment, geotiff_profile, open_raster, read_window
+from decloud.sits.encoding import encode_pixels, encode_window
+from decloud.sits.finetune import load_classifier
 from decloud.sits.pretrain import load_encoder
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 EMBEDDING_TYPES = ("int8", "float32")
 INT8_NODATA = -128
 INT8_LIMIT = 127
-#: Pixels encoded at once.
-ENCODE_BATCH = 4096
 #: Side of the windows read from the store and written at once (one chunk).
 MAP_WINDOW = CHUNK_SIDE
 #: Pixels of the calibration sample (int8 scales, principal components, colour stretch).
@@ -53,37 +53,6 @@ QUANTISATION_PERCENTILES = (0.1, 99.9)
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: Largest side of the PNG quicklook.
 QUICKLOOK_SIDE = 1024
-
-
-def encode_pixels(encoder: keras.Model, values: np.ndarray, valid: np.ndarray, doys: np.ndarray) -> np.ndarray:
-    """Representations (N, D) of N pixels' series (values (N, T, C), validity (N, T)), day numbers (T,)."""
-    count, dates = valid.shape
-    dim = encoder.output.shape[-1]
-    out = np.empty((count, dim), np.float32)
-    for start in range(0, count, ENCODE_BATCH):
-        part = slice(start, min(start + ENCODE_BATCH, count))
-        inputs = {
-            "values": values[part].astype(np.float32),
-            "doys": np.broadcast_to(doys.astype(np.float32), (part.stop - part.start, dates)),
-            "mask": valid[part].astype(np.float32),
-        }
-        out[part] = np.asarray(encoder(inputs, training=False))
-    return out
-
-
-def encode_window(
-    encoder: keras.Model, store: SeriesStore, source: str, window: Window
-) -> tuple[np.ndarray, np.ndarray]:
-    """Representations (rows, cols, D) over a window of the store, and where a pixel has data (rows, cols)."""
-    values, valid = store.read(source, window)
-    dates, rows, cols, bands = values.shape
-    pixels = np.moveaxis(values, 0, 2).reshape(rows * cols, dates, bands)
-    masks = np.moveaxis(valid, 0, 2).reshape(rows * cols, dates)
-    has_data = masks.any(axis=1)
-    out = np.full((rows * cols, encoder.output.shape[-1]), np.nan, np.float32)
-    if has_data.any():
-        out[has_data] = encode_pixels(encoder, pixels[has_data], masks[has_data], store.sources[source].doys)
-    return out.reshape(rows, cols, -1), has_data.reshape(rows, cols)
 
 
 def _windows(area: Window) -> list[Window]:
@@ -278,3 +247,78 @@ def write_quicklook(rgb_tif: str | os.PathLike[str], png: str | os.PathLike[str]
             out.write(rgb)
         Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
     return Path(png)
+
+
+#: Colours of the classes of a class map (class k gets the k-th, cycling), no-data (0) black.
+CLASS_COLOURS = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
+)
+
+
+def classify(
+    classifier_dir: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    window: Window | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the class map (uint8, class k = k-th class of the classifier, 0 no-data) with a colour table."""
+    network, metadata = load_classifier(classifier_dir)
+    names = metadata["classes"]
+    if len(names) > 254:
+        raise InvalidArgumentError(f"{classifier_dir}: {len(names)} classes do not fit a byte class map")
+    store = SeriesStore(store_path)
+    source = metadata["source"]
+    if source not in store.sources:
+        raise InvalidArgumentError(f"{store.path} has no {source} series, which the classifier reads")
+    area = _area(store, window)
+    out = Path(out_path)
+    _check_outputs([out], overwrite)
+    grid = Grid(
+        store.grid.crs,
+        store.grid.transform @ Affine.translation(area.col_off, area.row_off),
+        int(area.width),
+        int(area.height),
+    )
+    tags = {"TILE": store.tile, "CLASSES": ", ".join(f"{k}={name}" for k, name in enumerate(names, start=1))}
+    with gdal_environment(), atomic_file(out) as temporary:
+        profile = geotiff_profile(
+            width=grid.width,
+            height=grid.height,
+            count=1,
+            dtype="uint8",
+            crs=grid.crs,
+            transform=grid.transform,
+            nodata=0,
+        )
+        with create_geotiff(temporary, profile, ["class"], tags) as dataset:
+            colours = {0: (0, 0, 0, 0)}
+            colours.update({k: (*CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)], 255) for k in range(1, len(names) + 1)})
+            dataset.write_colormap(1, colours)
+            for part in progress(_windows(area), desc="classification"):
+                logits, has_data = encode_window(network, store, source, part)
+                classes = np.where(has_data, np.nan_to_num(logits).argmax(axis=-1) + 1, 0).astype(np.uint8)
+                target = Window(part.col_off - area.col_off, part.row_off - area.row_off, part.width, part.height)
+                dataset.write(classes, 1, window=target)
+    log.info("wrote %s", out)
+    return out
