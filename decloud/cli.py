@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "sits-finetune": "decloud.sits.finetune_command",
     "sits-embed": "decloud.sits.embed_command",
     "sits-classify": "decloud.sits.classify_command",
+    "sits-export-onnx": "decloud.sits.onnx_export",
 }
 
 

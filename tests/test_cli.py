@@ -60,6 +60,7 @@ COMMAND_FLAGS = {
     ],
     "sits-embed": ["--encoder", "--store", "--out", "--dtype", "--window", "--no_pca", "--overwrite"],
     "sits-classify": ["--classifier", "--store", "--out", "--window", "--overwrite"],
+    "sits-export-onnx": ["--encoder", "--output", "--opset"],
 }  # fmt: skip
 
 

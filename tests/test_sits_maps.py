@@ -28,7 +28,14 @@ def setup(tmp_path_factory) -> tuple[Path, Path, Path]:
     encoder = build_encoder(
         "transformer", bands=10, band_mean=info.band_mean, band_std=info.band_std, dim=6, depth=1, heads=2
     )
-    metadata = {"source": "s2", "bands": list(BANDS), "max_length": 12}
+    metadata = {
+        "source": "s2",
+        "bands": list(BANDS),
+        "max_length": 12,
+        "dim": 6,
+        "band_mean": info.band_mean.tolist(),
+        "band_std": info.band_std.tolist(),
+    }
     save_encoder(encoder, metadata, root / "encoder")
     return root, store, root / "encoder"
 
@@ -114,3 +121,23 @@ def test_an_existing_output_is_kept_without_overwrite(setup, capsys):
     )
     assert status == 1 and (root / "kept.tif").read_text() == "not ours"
     assert "kept.tif" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_onnx_export_of_the_encoder_agrees_with_keras_and_says_how_to_feed_it(setup):
+    import json
+
+    from decloud.models.onnx_export import run_onnx
+
+    root, _, encoder_dir = setup
+    assert decloud_main(["sits-export-onnx", "--encoder", str(encoder_dir), "--output", str(root / "e.onnx")]) == 0
+    metadata = json.loads((root / "e.json").read_text())
+    assert metadata["bands"] == list(BANDS) and metadata["max_length"] == 12
+    encoder, _ = load_encoder(encoder_dir)
+    feed = {
+        "values": np.full((2, 5, 10), 1200, np.float32),
+        "doys": np.tile(np.float32([10, 40, 70, 400, 700]), (2, 1)),
+        "mask": np.float32([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]),
+    }
+    (onnx_output,) = run_onnx(root / "e.onnx", feed).values()
+    np.testing.assert_allclose(onnx_output, encoder.predict(feed, verbose=0), atol=1e-4)
