@@ -161,25 +161,27 @@ def test_an_existing_output_is_not_replaced_without_overwrite(prepared, tmp_path
     assert (existing / "notes.txt").read_text() == "a user's folder"
 
 
-def test_real_eolearn_series_equals_the_source_values(shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def eolearn_store(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eolearn")
+    for product in sorted((shared_data / "eolearn-timeseries" / "S2" / "T33TVL").iterdir()):
+        prepare_s2_product(product, root / "S2")
+    assert decloud_main(["sits-extract", "--s2_dir", str(root / "S2" / "T33TVL"), "--out", str(root / "eo.zarr")]) == 0
+    return root / "eo.zarr"
+
+
+def test_real_eolearn_series_equals_the_source_values(shared_data, eolearn_store):
     """The real 5-date series: 10 m values are the eo-learn TOA reflectances x 10000, 20 m values the
     2x2-block products' pixels, validity the eo-learn cloud mask, day numbers of 2015."""
-    for product in sorted((shared_data / "eolearn-timeseries" / "S2" / "T33TVL").iterdir()):
-        prepare_s2_product(product, tmp_path / "S2")
-    assert (
-        decloud_main(["sits-extract", "--s2_dir", str(tmp_path / "S2" / "T33TVL"), "--out", str(tmp_path / "eo.zarr")])
-        == 0
-    )
-    store = SeriesStore(tmp_path / "eo.zarr")
+    store = SeriesStore(eolearn_store)
     values, valid = store.read("s2")
     source = np.load(shared_data / "eolearn-timeseries" / "s2_l1c_5dates_with_masks.npz")
     names = list(source["band_names"])
     for row, col in ((0, 0), (50, 49), (100, 99), (13, 87)):
         for t in range(5):
             for position, band in enumerate(("B02", "B03", "B04", "B08")):
-                assert values[t, row, col, position] == round(
-                    float(source["bands"][t, row, col, names.index(band)]) * 10000
-                )
+                expected = round(float(source["bands"][t, row, col, names.index(band)]) * 10000)
+                assert values[t, row, col, position] == expected
     np.testing.assert_array_equal(valid, source["clm"] == 0)
     assert valid[:, 0, 0].tolist() == [True, False, False, True, True]
     np.testing.assert_array_equal(store.sources["s2"].doys, [192, 212, 232, 242, 252])
@@ -187,3 +189,25 @@ def test_real_eolearn_series_equals_the_source_values(shared_data, tmp_path):
     with rasterio.open(b5) as dataset:
         coarse = dataset.read(1)
     np.testing.assert_array_equal(values[0, :, :, 4], coarse.repeat(2, 0).repeat(2, 1)[:101, :100])
+
+
+def test_real_eolearn_series_embedding_and_pca_quicklook(eolearn_store, tmp_path):
+    """An (untrained) encoder over the real series: the maps lie on the products' grid, every pixel (three clear
+    dates each) has an embedding, and the PCA quicklook is written."""
+    from decloud.sits.encoder import build_encoder
+    from decloud.sits.pretrain import save_encoder
+
+    info = SeriesStore(eolearn_store).sources["s2"]
+    encoder = build_encoder("transformer", bands=10, band_mean=info.band_mean, band_std=info.band_std, dim=8, depth=1)
+    save_encoder(encoder, {"source": "s2", "bands": list(info.bands), "max_length": 5}, tmp_path / "encoder")
+    args = ["sits-embed", "--encoder", str(tmp_path / "encoder"), "--store", str(eolearn_store)]
+    assert decloud_main([*args, "--out", str(tmp_path / "eo.tif")]) == 0
+    with rasterio.open(tmp_path / "eo.tif") as embedding, rasterio.open(tmp_path / "eo_pca.tif") as colour:
+        assert embedding.crs == "EPSG:32633" and (embedding.height, embedding.width) == (101, 100)
+        assert embedding.transform.almost_equals(
+            rasterio.Affine(9.99479222, 0, 465181.0522, 0, -9.99744847, 5080254.6335), precision=1e-3
+        )
+        assert (embedding.read() != -128).all()
+        assert (colour.read() > 0).all()
+    with rasterio.open(tmp_path / "eo_pca.png") as png:
+        assert (png.count, png.height, png.width) == (3, 101, 100)
