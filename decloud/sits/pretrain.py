@@ -29,7 +29,7 @@ from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT, barlow_twins_loss, ef
 from decloud.sits.dates import __doc__ as DOY_CONVENTION
 from decloud.sits.encoder import build_encoder, build_projector
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
-from decloud.sits.views import MIN_VALID_DATES, View, sample_view
+from decloud.sits.views import MIN_VALID_DATES, View, sample_views
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ ENCODER_FILE = "encoder.keras"
 METADATA_FILE = "sits_encoder.json"
 #: Pixels whose representations give the effective rank logged each epoch.
 PROBE_SIZE = 512
+#: Samples mixed before batching, so a batch draws from about two chunks rather than one (about 40 MB with
+#: views of 16 observations of 10 bands).
+SHUFFLE_BUFFER = 32768
 
 
 @dataclass
@@ -70,9 +73,9 @@ class PretrainResult:
     path: Path | None = None
 
 
-def pixel_series(store: SeriesStore, source: str, rng: np.random.Generator) -> Iterator[tuple]:
-    """(values (T, C), validity (T,), row, col in the tile) of the pixels with at least MIN_VALID_DATES valid
-    dates, chunk after chunk in random order, pixels shuffled within a chunk; endless."""
+def chunk_series(store: SeriesStore, source: str, rng: np.random.Generator) -> Iterator[tuple]:
+    """(values (N, T, C), validity (N, T), rows (N,), cols (N,) in the tile) of the pixels of one chunk with at
+    least MIN_VALID_DATES valid dates, shuffled, chunk after chunk in random order; endless."""
     height, width = store.grid.height, store.grid.width
     chunks = [(row, col) for row in range(0, height, CHUNK_SIDE) for col in range(0, width, CHUNK_SIDE)]
     while True:
@@ -82,10 +85,17 @@ def pixel_series(store: SeriesStore, source: str, rng: np.random.Generator) -> I
             window = Window(col, row, min(CHUNK_SIDE, width - col), min(CHUNK_SIDE, height - row))
             values, valid = store.read(source, window)
             rows, cols = np.nonzero(valid.sum(axis=0) >= MIN_VALID_DATES)
-            for position in rng.permutation(len(rows)):
-                r, c = rows[position], cols[position]
-                found = True
-                yield values[:, r, c], valid[:, r, c], row + r + store.origin[0], col + c + store.origin[1]
+            if not len(rows):
+                continue
+            found = True
+            order = rng.permutation(len(rows))
+            rows, cols = rows[order], cols[order]
+            yield (
+                np.moveaxis(values[:, rows, cols], 0, 1),
+                valid[:, rows, cols].T,
+                rows + row + store.origin[0],
+                cols + col + store.origin[1],
+            )
         if not found:
             raise InvalidArgumentError(f"{store.path}: no pixel has {MIN_VALID_DATES} valid dates or more")
 
@@ -95,7 +105,8 @@ def _view_features(view: View) -> dict[str, np.ndarray]:
 
 
 def view_pairs(store: SeriesStore, config: PretrainConfig) -> tf.data.Dataset:
-    """Unbatched samples ``({"first": view, "second": view}, {"tile", "row", "col"})``."""
+    """Unbatched samples ``({"first": view, "second": view}, {"tile", "row", "col"})``; the views of a chunk's
+    pixels are drawn at once (vectorised), then the chunk is unbatched."""
     info = store.sources[config.source]
     doys = info.doys.astype(np.float32)
     noise = info.band_std * config.noise if config.noise > 0 else None
@@ -103,25 +114,26 @@ def view_pairs(store: SeriesStore, config: PretrainConfig) -> tf.data.Dataset:
 
     def generate():
         rng = np.random.default_rng(config.seed)
-        for values, valid, row, col in pixel_series(store, config.source, rng):
-            first = sample_view(values, doys, valid, length, rng, noise)
-            second = sample_view(values, doys, valid, length, rng, noise)
-            trace = {"tile": store.tile, "row": np.int32(row), "col": np.int32(col)}
+        for values, valid, rows, cols in chunk_series(store, config.source, rng):
+            first = sample_views(values, doys, valid, length, rng, noise)
+            second = sample_views(values, doys, valid, length, rng, noise)
+            trace = {"tile": np.full(len(rows), store.tile), "row": rows.astype(np.int32), "col": cols.astype(np.int32)}
             yield {"first": _view_features(first), "second": _view_features(second)}, trace
 
     view_spec = {
-        "values": tf.TensorSpec((length, bands), tf.float32),
-        "doys": tf.TensorSpec((length,), tf.float32),
-        "mask": tf.TensorSpec((length,), tf.float32),
+        "values": tf.TensorSpec((None, length, bands), tf.float32),
+        "doys": tf.TensorSpec((None, length), tf.float32),
+        "mask": tf.TensorSpec((None, length), tf.float32),
     }
     trace_spec = {
-        "tile": tf.TensorSpec((), tf.string),
-        "row": tf.TensorSpec((), tf.int32),
-        "col": tf.TensorSpec((), tf.int32),
+        "tile": tf.TensorSpec((None,), tf.string),
+        "row": tf.TensorSpec((None,), tf.int32),
+        "col": tf.TensorSpec((None,), tf.int32),
     }
-    return tf.data.Dataset.from_generator(
+    chunks = tf.data.Dataset.from_generator(
         generate, output_signature=({"first": view_spec, "second": view_spec}, trace_spec)
     )
+    return chunks.unbatch()
 
 
 class BarlowTwins(keras.Model):
@@ -211,7 +223,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         model = BarlowTwins(encoder, build_projector(config.dim, config.projector), config.redundancy_weight)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     global_batch = config.batch * strategy.num_replicas_in_sync
-    dataset = view_pairs(store, config).map(lambda inputs, trace: inputs).batch(global_batch, drop_remainder=True)
+    samples = view_pairs(store, config).map(lambda inputs, trace: inputs).shuffle(SHUFFLE_BUFFER, seed=config.seed)
+    dataset = samples.batch(global_batch, drop_remainder=True)
     rank = EffectiveRank(encoder, _probe(store, config))
     callbacks: list[keras.callbacks.Callback] = [rank]
     if config.logdir is not None and is_chief(strategy):

@@ -28,6 +28,35 @@ class View:
     mask: np.ndarray
 
 
+def sample_views(
+    values: np.ndarray,
+    doys: np.ndarray,
+    valid: np.ndarray,
+    length: int,
+    rng: np.random.Generator,
+    noise: np.ndarray | None = None,
+) -> View:
+    """One view of each of N pixels (values (N, T, C), day numbers (T,), validity (N, T)), at once: per pixel,
+    ``length`` distinct valid dates drawn at random (all of them, then padding, when it has fewer), sorted by
+    date. ``noise`` (C,) is the standard deviation of a Gaussian jitter added to the chosen values."""
+    count, dates = valid.shape
+    keys = np.where(valid, rng.random((count, dates)), 2.0)  # invalid dates sort last, never chosen
+    chosen = np.argsort(keys, axis=1)[:, :length]
+    if chosen.shape[1] < length:
+        chosen = np.pad(chosen, ((0, 0), (0, length - chosen.shape[1])), constant_values=dates - 1)
+    mask = np.take_along_axis(valid, chosen, axis=1)
+    if chosen.shape[1] > dates:
+        mask[:, dates:] = False
+    chosen = np.sort(np.where(mask, chosen, dates), axis=1)  # by date, padding last
+    mask = chosen < dates
+    chosen = np.minimum(chosen, dates - 1)
+    out_values = np.take_along_axis(values, chosen[..., np.newaxis], axis=1).astype(np.float32)
+    if noise is not None:
+        out_values += rng.normal(size=out_values.shape).astype(np.float32) * noise
+    out_values[~mask] = 0
+    return View(out_values, np.where(mask, doys[chosen], 0).astype(np.float32), mask)
+
+
 def sample_view(
     values: np.ndarray,
     doys: np.ndarray,
@@ -36,21 +65,9 @@ def sample_view(
     rng: np.random.Generator,
     noise: np.ndarray | None = None,
 ) -> View:
-    """A view of one pixel's series (values (T, C), day numbers (T,), validity (T,)). ``noise`` (C,) is the
-    standard deviation of a Gaussian jitter added to the values of the chosen observations."""
-    dates = np.flatnonzero(valid)
-    if len(dates) > length:
-        dates = np.sort(rng.choice(dates, size=length, replace=False))
-    count = len(dates)
-    out_values = np.zeros((length, values.shape[-1]), np.float32)
-    out_doys = np.zeros(length, np.float32)
-    mask = np.zeros(length, bool)
-    out_values[:count] = values[dates]
-    if noise is not None and count:
-        out_values[:count] += rng.normal(size=(count, values.shape[-1])).astype(np.float32) * noise
-    out_doys[:count] = doys[dates]
-    mask[:count] = True
-    return View(out_values, out_doys, mask)
+    """A view of one pixel's series (values (T, C), day numbers (T,), validity (T,)): see :func:`sample_views`."""
+    views = sample_views(values[np.newaxis], doys, valid[np.newaxis], length, rng, noise)
+    return View(views.values[0], views.doys[0], views.mask[0])
 
 
 def full_view(values: np.ndarray, doys: np.ndarray, valid: np.ndarray) -> View:
