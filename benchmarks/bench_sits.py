@@ -60,7 +60,6 @@ def bench_extraction(root: Path, size: int, dates: int) -> None:
             acquired=datetime(2022, 3, 1) + timedelta(days=10 * index),
             shape=(size, size),
             seed=1,
-            season=index / dates,
             clouds=[Rect(0, 0, size // 3, size // 2)] if index % 3 == 0 else [],
         )
         prepare_s2_product(raw, root / "S2")

@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from decloud.core.native_logs import VERBOSE_FLAG, quiet_tensorflow, verbose_requested
+
 #: Command name -> module providing ``build_parser()`` and ``main(argv)``.
 COMMANDS: dict[str, str] = {
     "s2-prepare": "decloud.preprocessing.sentinel2_prepare",
@@ -68,6 +70,9 @@ def reference_markdown() -> str:
         "# Command reference",
         "",
         "Generated from the commands' parsers by `python -m decloud.cli --reference > docs/commands.md`.",
+        "",
+        f"Every command also takes `{VERBOSE_FLAG}`: it shows the start-up messages of TensorFlow and CUDA, "
+        "hidden by default.",
     ]
     for name, module in COMMANDS.items():
         parser = importlib.import_module(module).build_parser()
@@ -89,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"decloud: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    quiet_tensorflow(verbose_requested(rest))  # before the command's module, which may import TensorFlow
     return importlib.import_module(COMMANDS[command]).main(rest)
 
 

@@ -278,8 +278,24 @@ INVALID_DICTS = {
         r"'t': S2 min_cloud_percent: unknown key 'seed'",
     ),
     "code as a cloud bound": (
-        edit(((*T_S2, "min_cloud_percent"), "random.randint(0, 2)")),
-        r"'t': S2 min_cloud_percent must be a number .*not evaluated",
+        edit(((*T_S2, "min_cloud_percent"), "random.uniform(0, 2)")),
+        r"'t': S2 min_cloud_percent must be a number, .*'random.uniform\(0, 2\)' \(strings are not evaluated\)",
+    ),
+    "randint with a float": (
+        edit(((*T_S2, "min_cloud_percent"), "random.randint(0.5, 2)")),
+        r"'t': S2 min_cloud_percent must be a number, .* \(strings are not evaluated\)",
+    ),
+    "randint with code after it": (
+        edit(((*T_S2, "min_cloud_percent"), "random.randint(0, 2); exit()")),
+        r"'t': S2 min_cloud_percent must be a number, .* \(strings are not evaluated\)",
+    ),
+    "randint of Decloud above 100": (
+        edit(((*T_S2, "max_cloud_percent"), "random.randint(50, 150)")),
+        r"'t': S2 max_cloud_percent: random bound high .* 0-100",
+    ),
+    "randint of Decloud reversed": (
+        edit(((*T_S2, "max_cloud_percent"), "random.randint(90, 60)")),
+        r"'t': S2 max_cloud_percent: random bound \[90, 60\] has low > high",
     ),
     "string number as a cloud bound": (
         edit(((*T_S2, "max_cloud_percent"), "100")),
@@ -538,6 +554,21 @@ def random_layout() -> AcquisitionsLayout:
     content["t"]["acquisition"]["S2"]["min_cloud_percent"] = {"random": [20, 50]}
     content["t"]["acquisition"]["S2"]["max_cloud_percent"] = {"random": [50, 100]}
     return AcquisitionFactory.from_dict(content)
+
+
+def test_a_decloud_layout_with_randint_strings_loads_as_the_random_form(tmp_path):
+    """The original Decloud's layouts write random cloud bounds as Python code; the exact form
+    "random.randint(a, b)" is read (never evaluated) as {"random": [a, b]}."""
+    content = guide_dict()
+    content["tm1"]["acquisition"]["S2"]["max_cloud_percent"] = "random.randint(0, 10)"
+    content["t"]["acquisition"]["S2"]["min_cloud_percent"] = "random.randint(20,50)"
+    content["t"]["acquisition"]["S2"]["max_cloud_percent"] = "random.randint( 50 , 100 )"
+    path = tmp_path / "AL-decloud.json"
+    path.write_text(json.dumps(content))
+    layout = AcquisitionFactory.get_acquisition(path)
+    assert layout.acquisitions["tm1"].s2.max_cloud_percent == RandomBound(0, 10)
+    assert layout.acquisitions["t"].s2 == S2Acquisition(RandomBound(20, 50), RandomBound(50, 100))
+    assert layout == random_layout()
 
 
 def test_random_bounds_round_trip_and_resolve_deterministically():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from rasterio.windows import Window
 
 from decloud.cli import COMMANDS
@@ -24,11 +25,8 @@ from decloud.demo.main import main
 from decloud.demo.pipeline import QUICK, dataset_rows
 from decloud.demo.scene import TRUTH_SUFFIX, plan_scene
 from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
-from decloud.testing.s1tiling import sigma0
-from decloud.testing.theia import greenness, seasonal_reflectance
 
 SCOPES = ("test_records", "test_area_cloudy_pixels", "tile_cloudy_pixels")
-GAP = 8  #: white columns between the quicklook's panels
 
 
 @dataclass
@@ -99,45 +97,19 @@ def test_every_date_with_neighbours_is_reconstructed_on_the_tile_grid_keeping_cl
             estimate, cloudy = output.read(), source.read()
         clear = read(product / f"{product.name}_CLM_R1.tif")[0] == 0
         kept = clear & (estimate != S2_NODATA).all(axis=0) & (cloudy != S2_NODATA).all(axis=0)
-        assert kept.mean() > 0.5
+        assert kept.sum() > 0.5 * clear.sum()  # most clear pixels have an estimate
         np.testing.assert_array_equal(estimate[:, kept], cloudy[:, kept])
 
 
-def stretched(rgb: np.ndarray, low: float, high: float) -> np.ndarray:
-    """(rows, cols, 3) uint8 of a (3, rows, cols) image, linear from [low, high]; no-data black."""
-    values = np.clip(np.rint((rgb.astype(np.float64) - low) / (high - low) * 255.0), 0, 255)
-    values[:, (rgb == S2_NODATA).any(axis=0)] = 0
-    return np.moveaxis(values.astype(np.uint8), 0, -1)
-
-
-@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG picture, not a map
-def test_the_quicklook_shows_input_reconstruction_and_reference_with_one_stretch(quick):
-    date = quick.metrics["quicklook_date"]
-    rgb = [S2_BANDS_10M.index(band) + 1 for band in ("B4", "B3", "B2")]
-    sources = [
-        quick.product(date) / f"{date}_FRE_10m.tif",
-        quick.out / "reconstructed" / f"{date}_reconstructed_FRE_10m.tif",
-        quick.out / "generated" / "truth" / f"{date}{TRUTH_SUFFIX}",
-    ]
-    images = []
-    for path in sources:
-        with rasterio.open(path) as dataset:
-            images.append(dataset.read(rgb))
-    reference = images[2]
-    low, high = np.percentile(reference[:, (reference != S2_NODATA).all(axis=0)], [2, 98])
-    with rasterio.open(quick.out / "quicklook.png") as png:
-        assert png.driver == "PNG" and png.count == 3 and png.dtypes[0] == "uint8"
-        picture = np.moveaxis(png.read(), 0, -1)
-    size = QUICK.tile
-    assert picture.shape == (size, 3 * size + 2 * GAP, 3)
-    for index, image in enumerate(images):
-        panel = picture[:, index * (size + GAP) : index * (size + GAP) + size]
-        np.testing.assert_array_equal(panel, stretched(image, low, high))
-    assert (picture[:, size : size + GAP] == 255).all() and (picture[:, -size - GAP : -size] == 255).all()
-    # the input shows its clouds in white, the reconstruction has none left where the reference is not white
-    cloudy = read(quick.product(date) / f"{date}_CLM_R1.tif")[0] != 0
-    assert (picture[:, :size][cloudy] == 255).all()
-    assert (picture[:, size + GAP : 2 * size + GAP][cloudy] == 255).all(axis=-1).mean() < 0.05
+def test_the_quicklook_shows_the_date_nearest_half_cloudy(quick):
+    """The panels themselves are checked in test_quicklook.py; here, that the demo draws the date whose cloudy
+    share is nearest one half."""
+    counts = quick.metrics["cloudy_pixels_per_date"]
+    shares = {date: count / 256**2 for date, count in counts.items()}
+    assert quick.metrics["quicklook_date"] == min(shares, key=lambda date: abs(shares[date] - 0.5))
+    with Image.open(quick.out / "quicklook.png") as png:
+        # four panels of 256 pixels, 8-pixel gaps; a 22-pixel title strip above, 40 pixels of colour scale below
+        assert png.size == (4 * 256 + 3 * 8, 22 + 256 + 40)
 
 
 def test_the_metrics_table_holds_every_method_and_scope_with_finite_numbers(quick):
@@ -208,11 +180,9 @@ def test_the_scene_plan_depends_on_the_seed_only():
     assert plan_scene(256, 12, 5) == plan_scene(256, 12, 5)
     assert plan_scene(256, 12, 5).s2 != plan_scene(256, 12, 6).s2
     plan = plan_scene(256, 12, 5)
-    middle = plan.s2[6]
-    assert len(middle.clouds) >= 4 and not middle.nodata
-    assert [bool(date.nodata) for date in plan.s2].count(True) == 1
-    assert [date.season for date in (plan.s2[0], plan.s2[-1])] == [0.0, 1.0]
-    s1_hours = np.array([acquired.timestamp() for acquired, _ in plan.s1]) / 3600
+    assert any(date.weather.cover > 0 for date in plan.s2) and any(date.weather.cover == 0 for date in plan.s2)
+    assert [date.swath_edge is not None for date in plan.s2].count(True) == 1
+    s1_hours = np.array([acquired.timestamp() for acquired in plan.s1]) / 3600
     assert set(np.diff(s1_hours)) == {72.0}
     # every Sentinel-2 date has a Sentinel-1 image within 1.5 days (the layout's pairs accept 3)
     for date in plan.s2:
@@ -223,24 +193,6 @@ def test_dataset_rows_split_north_to_south_without_gaps():
     assert dataset_rows(8) == [(0, 5), (5, 6), (6, 8)]
     assert dataset_rows(4) == [(0, 2), (2, 3), (3, 4)]
     assert dataset_rows(3) == [(0, 1), (1, 2), (2, 3)]
-
-
-def test_the_seasonal_landscape_is_shared_by_the_dates_and_by_both_sensors():
-    window = Window(0, 0, 128, 128)
-    early, late = (seasonal_reflectance(window, "B8", 1, 1, season) for season in (0.2, 0.25))
-    assert np.corrcoef(early.ravel(), late.ravel())[0, 1] > 0.8  # the same fields, a little greener
-    cover = greenness(window, 1, 1, 0.5)
-    assert cover.min() >= 0.0 and cover.max() <= 1.0 and cover.std() > 0.1
-    # near infrared rises and red falls with the vegetation cover; radar backscatter rises with it too
-    for band, sign in (("B8", 1), ("B4", -1)):
-        values = seasonal_reflectance(window, band, 1, 1, 0.5)
-        assert sign * np.corrcoef(values.ravel(), cover.ravel())[0, 1] > 0.5
-    vh = 10 * np.log10(sigma0(window, "vh", 1, 0.5))
-    assert np.corrcoef(vh.ravel(), cover.ravel())[0, 1] > 0.8
-    # a 20 m pixel sees the same place as the 10 m pixels it covers
-    coarse = seasonal_reflectance(Window(0, 0, 64, 64), "B8", 1, 2, 0.5).astype(float)
-    fine = seasonal_reflectance(window, "B8", 1, 1, 0.5).astype(float).reshape(64, 2, 64, 2).mean(axis=(1, 3))
-    assert np.median(np.abs(coarse - fine)) < 0.05 * np.median(fine)
 
 
 def test_gap_filling_interpolates_between_the_nearest_clear_dates_pixel_by_pixel():

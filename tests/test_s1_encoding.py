@@ -26,7 +26,14 @@ def by_hand(x: float) -> int:
         (-0.0, 0),
         (float("nan"), 0),  # NaN is no data too
         (1e-12, 1),  # tiny: ln(1e-6) = -13.8 is below the range, clipped to 1
-        (1e6, 65535),  # huge: clipped to 65535
+        (1e4, 65535),  # +40 dB: bright but possible, clipped to 65535
+        (-1e4, 65535),
+        (1.0001e4, 0),  # above +40 dB: not a backscatter, no data
+        (1e6, 0),
+        (1e30, 0),  # a fill value
+        (-1e30, 0),
+        (float("inf"), 0),
+        (float("-inf"), 0),
         (math.exp(-10) - 1e-6, 1),  # ln(x + 1e-6) = -10 exactly: the bottom of the range
         (math.exp(-10), 111),  # 1 + 65534/13 * ln(1 + 1e-6 * e^10) = 110.83: the epsilon matters here
         (math.exp(3), 65535),  # the top of the range
@@ -40,7 +47,7 @@ def test_encode_chosen_values(sigma0: float, expected: int) -> None:
     encoded = encode_s1(np.array([sigma0], dtype=np.float64))
     assert encoded.dtype == np.uint16
     assert encoded[0] == expected
-    if not (sigma0 == 0 or math.isnan(sigma0)):
+    if expected:
         assert expected == by_hand(sigma0)
 
 

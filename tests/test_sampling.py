@@ -276,6 +276,7 @@ def test_create_tfrecords_is_deterministic_and_traceable(tile_data, tmp_path):
         assert first.read_bytes() == second.read_bytes()
     summary = json.loads((tmp_path / "a" / SUMMARY_FILE).read_text())
     assert summary["total_samples"] == 10 and summary["samples"] == {"T31TEJ": 10}
+    assert summary["shard_samples"] == {"0.records": 4, "1.records": 4, "2.records": 2}
     with rasterio.open(tmp_path / "roi" / "T31TEJ_train.tif") as roi:
         train_patches = roi.read(1)
     products = {product.name.split("_")[1]: product for product in (tile_data / "S2" / "T31TEJ").iterdir()}

@@ -104,6 +104,23 @@ def test_nodata_counts_per_patch(generated_vh: Path, tmp_path: Path) -> None:
     assert counts.sum() == 100 + 64 + (256 * 192 - 200 * 150)
 
 
+def test_values_that_are_not_backscatter_are_no_data(generated_vh: Path, tmp_path: Path) -> None:
+    """+inf, -inf, 1e30 and 1e5 (+50 dB) in the inputs are no data, counted as such; +30 dB saturates."""
+    vv_path = generated_vh.with_name(generated_vh.name.replace("_vh_", "_vv_"))
+    with rasterio.open(vv_path, "r+") as dataset:
+        values = dataset.read(1)
+        values[100, 100:105] = [np.inf, -np.inf, 1e30, 1e5, 1e3]
+        dataset.write(values, 1)
+
+    prepared = prepare_s1_image(generated_vh, tmp_path / "out")
+
+    image = read_band(prepared)
+    assert image[100, 100:105].tolist() == [0, 0, 0, 0, 65535]
+    counts = read_band(prepared.with_name(STATS))
+    assert counts[1, 1] == 16 + 4  # a corner of the VH block, and the four values
+    assert counts.sum() == 100 + 64 + (256 * 192 - 200 * 150) + 4
+
+
 def test_unknown_time_and_tile_folder_given(tmp_path: Path) -> None:
     """S1Tiling's txxxxxx is kept in the name; an output folder already named after the tile is used as is."""
     _, vh = make_s1tiling_pair(tmp_path / "in", acquired=ACQUIRED, time_unknown=True, shape=(64, 64))

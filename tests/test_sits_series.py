@@ -47,7 +47,6 @@ def prepared(tmp_path_factory) -> Path:
             tile="T31TEJ",
             shape=SHAPE,
             seed=3,
-            season=index / 3,
             clouds=[CLOUD] if index == 0 else [],
             nodata=[NODATA] if index == 1 else [],
         )

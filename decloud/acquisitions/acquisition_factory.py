@@ -9,18 +9,19 @@
       "siblings": [["t", "target"]]
     }
 
-A cloud bound is a number or ``{"random": [low, high]}``; strings are refused, never evaluated. Any
-unknown key or value of the wrong type is a :class:`LayoutError` naming the file, the acquisition and
-the key, so that a typo never silently changes the samples.
+A cloud bound is a number or ``{"random": [low, high]}``, or, as the original Decloud's layouts write it,
+the string ``"random.randint(low, high)"`` (read as ``{"random": [low, high]}``, never evaluated); any
+other string is refused. Any unknown key or value of the wrong type is a :class:`LayoutError` naming the
+file, the acquisition and the key, so that a typo never silently changes the samples.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from decloud.acquisitions.sensing_layout import (
@@ -36,7 +37,7 @@ from decloud.acquisitions.sensing_layout import (
     S2Acquisition,
     short_repr,
 )
-from decloud.core.errors import InputNotFoundError
+from decloud.core.paths import require_input_file
 
 ACQUISITION_FIELDS = (
     "acquisition",
@@ -46,6 +47,8 @@ ACQUISITION_FIELDS = (
     "timeframe_origin",
 )
 SENSOR_FIELDS = {S1_TYPE: ("type",), S2_TYPE: ("type", "min_cloud_percent", "max_cloud_percent")}
+#: The random cloud bound as the original Decloud's layouts write it, "random.randint(0, 20)": two integers.
+DECLOUD_RANDINT = re.compile(r"random\.randint\( *(?P<low>-?\d{1,15}) *, *(?P<high>-?\d{1,15}) *\)")
 
 
 class _DuplicateKeyError(ValueError):
@@ -87,12 +90,17 @@ def _reject_unknown(content: Mapping[Any, Any], known: tuple[str, ...], where: s
 
 
 def _cloud_bound(value: Any, field: str) -> CloudBound:
-    """A number (checked by S2Acquisition) or the random form; a string is refused, never evaluated."""
+    """A number (checked by S2Acquisition) or the random form, ``{"random": [low, high]}`` or the original
+    Decloud's string ``"random.randint(low, high)"`` (read by a regular expression, never evaluated); any
+    other string is refused."""
     if isinstance(value, str):
-        raise LayoutError(
-            f"{field} must be a number or {{{RANDOM_KEY!r}: [low, high]}}, not the string {short_repr(value)} "
-            "(strings are not evaluated)"
-        )
+        match = DECLOUD_RANDINT.fullmatch(value)
+        if match is None:
+            raise LayoutError(
+                f'{field} must be a number, {{{RANDOM_KEY!r}: [low, high]}} or "random.randint(low, high)", '
+                f"not the string {short_repr(value)} (strings are not evaluated)"
+            )
+        value = {RANDOM_KEY: [int(match["low"]), int(match["high"])]}
     if not isinstance(value, Mapping):
         return value
     _reject_unknown(value, (RANDOM_KEY,), field)
@@ -169,14 +177,14 @@ class AcquisitionFactory:
     @staticmethod
     def get_acquisition(path: str | os.PathLike[str]) -> AcquisitionsLayout:
         """The validated layout of the JSON file at ``path``."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputNotFoundError(path, "acquisition layout")
+        path = require_input_file(path, "acquisition layout (JSON)")
         try:
             with path.open(encoding="utf-8") as stream:
                 content = json.load(stream, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
         except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError, _DuplicateKeyError
             raise LayoutError(f"{path}: not a valid JSON layout: {error}") from None
+        except RecursionError:
+            raise LayoutError(f"{path}: not a layout: its JSON is nested too deep to be read") from None
         return AcquisitionFactory.from_dict(content, source=str(path))
 
     @staticmethod

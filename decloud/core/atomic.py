@@ -8,7 +8,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 TEMP_PREFIX = ".decloud-tmp-"
@@ -29,7 +29,8 @@ def atomic_file(final_path: str | os.PathLike[str]) -> Iterator[Path]:
         yield temporary
         os.replace(temporary, final)
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):  # a clean-up that fails (read-only folder) must not hide the error that led to it
+            temporary.unlink(missing_ok=True)
 
 
 @contextmanager

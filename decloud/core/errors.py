@@ -47,3 +47,20 @@ class InvalidFileError(DecloudError):
     def __init__(self, path: str | PathLike[str], reason: str) -> None:
         self.path = str(path)
         super().__init__(f"{self.path}: {reason}")
+
+
+class OutputWriteError(DecloudError):
+    """An output could not be written completely (full disk, I/O error): it is not published."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
+class UnusableOutputError(DecloudError):
+    """An output path cannot be written: a folder where a file goes, a file where a folder goes, a symbolic
+    link loop, a read-only or forbidden folder."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path} {reason}")

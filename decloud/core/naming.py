@@ -29,6 +29,15 @@ _S1TILING_NAME = re.compile(
 )
 
 
+def name_datetime(text: str, pattern: str, name: str) -> datetime:
+    """The UTC date-time written ``text`` (``pattern`` as in :meth:`datetime.strptime`) in the product or
+    image name ``name``; an impossible date (month 13, 31 February...) is a ProductFormatError naming it."""
+    try:
+        return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+    except ValueError:
+        raise ProductFormatError(f"{name}: {text} is not a real date and time") from None
+
+
 @dataclass(frozen=True)
 class S2ProductName:
     """What a Sentinel-2 L2A product name says."""
@@ -48,12 +57,12 @@ def parse_s2_product_name(name: str) -> S2ProductName:
     for extension in (".zip", ".SAFE"):
         stem = stem.removesuffix(extension)
     if match := _THEIA_NAME.match(stem):
-        acquired = datetime.strptime(match["datetime"], "%Y%m%d-%H%M%S-%f")
-        return S2ProductName(stem, match["satellite"], acquired.replace(tzinfo=UTC), match["tile"], "THEIA")
+        acquired = name_datetime(match["datetime"], "%Y%m%d-%H%M%S-%f", name)
+        return S2ProductName(stem, match["satellite"], acquired, match["tile"], "THEIA")
     if match := _SAFE_NAME.match(stem):
-        acquired = datetime.strptime(match["datetime"], "%Y%m%dT%H%M%S")
+        acquired = name_datetime(match["datetime"], "%Y%m%dT%H%M%S", name)
         baseline = (int(match["baseline"][:2]), int(match["baseline"][2:]))
-        return S2ProductName(stem, match["satellite"], acquired.replace(tzinfo=UTC), match["tile"], "SAFE", baseline)
+        return S2ProductName(stem, match["satellite"], acquired, match["tile"], "SAFE", baseline)
     raise ProductFormatError(
         f"{name} is not a Sentinel-2 L2A product name (expected THEIA "
         f"SENTINEL2X_YYYYMMDD-HHMMSS-mmm_L2A_Txxxxx_C_Vx-y or ESA S2X_MSIL2A_YYYYMMDDTHHMMSS_Nxxxx_Rxxx_Txxxxx_...)"
@@ -75,8 +84,7 @@ class S1ProductName:
     @property
     def acquired(self) -> datetime:
         """Acquisition date-time; S1Tiling writes ``txxxxxx`` when the time is unknown: midnight is used."""
-        text = self.datetime_text.lower().replace("xxxxxx", "000000")
-        return datetime.strptime(text, "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
+        return _s1_datetime(self.datetime_text, self.prepared_name())
 
     @property
     def time_known(self) -> bool:
@@ -111,7 +119,7 @@ def parse_s1_name(filename: str) -> S1ProductName:
         raise ProductFormatError(
             f"{filename} is not an S1Tiling file name (expected s1X_TTTTT_<vv|vh>_<ASC|DES>_OOO_YYYYMMDDtHHMMSS.tif)"
         )
-    return S1ProductName(
+    name = S1ProductName(
         satellite=match["satellite"].lower(),
         tile="T" + match["tile"].upper(),
         polarisation=match["polarisation"].lower(),
@@ -120,3 +128,10 @@ def parse_s1_name(filename: str) -> S1ProductName:
         datetime_text=match["datetime"],
         suffix=match["suffix"] or "",
     )
+    _s1_datetime(name.datetime_text, filename)  # an impossible date fails here, naming the file
+    return name
+
+
+def _s1_datetime(text: str, name: str) -> datetime:
+    """The date-time of an S1Tiling name; ``txxxxxx`` (time unknown) is midnight."""
+    return name_datetime(text.lower().replace("xxxxxx", "000000"), "%Y%m%dt%H%M%S", name)

@@ -1,14 +1,25 @@
-"""Thin raster I/O on rasterio: validated opening, grid checks, patch-aligned windows and the one
-GeoTIFF profile every output uses (tiled, DEFLATE, BigTIFF when needed, no-data, band descriptions).
+"""Thin raster I/O on rasterio: validated opening, grid checks, patch-aligned windows, the one
+GeoTIFF profile every output uses (tiled, DEFLATE, BigTIFF when needed, no-data, band descriptions),
+and the checked writing of outputs.
 
 Nothing here reads a whole raster: callers iterate :func:`block_windows` and read or write window by
 window, so memory stays bounded whatever the image size (a full Sentinel-2 tile is 10980x10980).
+
+GDAL reports a failed write only sometimes: a block written while the image is streamed raises, but the
+blocks still in its cache and the TIFF directory are written when the file is closed, and rasterio's
+``close()`` does not raise when those writes fail (a full disk then leaves an unreadable file and no
+error). So every GeoTIFF is written through :func:`written_geotiff` (or closed and checked with
+:func:`verify_geotiff`), which reads the file back before it may be published, and every write failure
+becomes an :class:`~decloud.core.errors.OutputWriteError` naming the file (a full disk said as such).
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +28,18 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Interleaving
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, InvalidArgumentError
+from decloud.core.errors import (
+    CorruptRasterError,
+    GridMismatchError,
+    InputNotFoundError,
+    InvalidArgumentError,
+    OutputWriteError,
+)
 from decloud.preprocessing.constants import PATCH_SIZE
 
 #: Default side of the windows that steps process at once: 1024x1024 pixels keeps every step's memory
@@ -32,6 +50,10 @@ BLOCK_SIZE = 256
 #: GDAL block cache of every step, in MB. GDAL's default (5 % of the RAM) lets written blocks pile up
 #: until a file is closed, so memory would grow with the image size; a fixed cache keeps it flat.
 GDAL_CACHE_MB = 128
+#: A write that fails while the output's file system has less free space than this is reported as a full
+#: disk: the largest block decloud writes (256 x 256 pixels x 6 bands x 8 bytes, uncompressed) is 3 MB, so
+#: with less than that free the next block may not fit.
+FULL_DISK_BYTES = 4 * 1024 * 1024
 
 
 def gdal_environment() -> rasterio.Env:
@@ -98,13 +120,16 @@ class Grid:
 
 
 def require_same_grid(datasets: Sequence[DatasetReader]) -> Grid:
-    """Check that all ``datasets`` share the first one's grid; the error names the first that differs."""
-    reference = Grid.of(datasets[0])
-    for dataset in datasets[1:]:
-        grid = Grid.of(dataset)
+    """Check that all ``datasets`` share one grid and return it. The error names a file that is off the grid
+    most of them share (the first dataset's grid when no grid has a majority), so that one bad band is the
+    band named, whatever its place in the list."""
+    grids = [Grid.of(dataset) for dataset in datasets]
+    reference = max(grids, key=lambda grid: sum(grid.same_as(other) for other in grids))
+    holder = next(dataset for dataset, grid in zip(datasets, grids, strict=True) if grid.same_as(reference))
+    for dataset, grid in zip(datasets, grids, strict=True):
         if not grid.same_as(reference):
             raise GridMismatchError(
-                f"{dataset.name} is not on the grid of {datasets[0].name}: "
+                f"{dataset.name} is not on the grid of {holder.name}: "
                 f"{grid.describe()} instead of {reference.describe()}"
             )
     return reference
@@ -160,23 +185,136 @@ def geotiff_profile(
     return profile
 
 
+def _free_bytes(path: Path) -> int | None:
+    """Free space for unprivileged users on the file system of ``path``'s folder (None if unknown)."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _gdal_reason(error: BaseException) -> str:
+    """GDAL's own message: rasterio raises a generic "Write failed" whose cause holds it."""
+    return str(error.__cause__ or error)
+
+
+def write_failure(path: str | os.PathLike[str], reason: BaseException | str) -> OutputWriteError:
+    """The error of a failed write of ``path``. A full disk (errno ENOSPC, GDAL's message, or almost no
+    space left where the file was being written) is said as such: it is the usual cause, and one the
+    user can fix."""
+    path = Path(path)
+    text = _gdal_reason(reason) if isinstance(reason, BaseException) else reason
+    free = _free_bytes(path)
+    full = (
+        (isinstance(reason, OSError) and reason.errno == errno.ENOSPC)
+        or os.strerror(errno.ENOSPC) in text
+        or (free is not None and free < FULL_DISK_BYTES)
+    )
+    if full:
+        free_text = "" if free is None else f", {free // 1024} KB free"
+        return OutputWriteError(path, f"no space left on device{free_text} ({text})")
+    return OutputWriteError(path, text)
+
+
 def create_geotiff(
     path: str | os.PathLike[str],
     profile: dict[str, Any],
     descriptions: Sequence[str] | None = None,
     tags: dict[str, Any] | None = None,
 ) -> DatasetWriter:
-    """Create a GeoTIFF from a :func:`geotiff_profile`, with band descriptions and dataset tags."""
-    dataset = rasterio.open(Path(path), "w", **profile)
-    if descriptions is not None:
-        if len(descriptions) != profile["count"]:
-            dataset.close()
-            raise InvalidArgumentError(f"{len(descriptions)} band descriptions for {profile['count']} bands")
-        for index, description in enumerate(descriptions, start=1):
+    """Create a GeoTIFF from a :func:`geotiff_profile`, with band descriptions and dataset tags.
+
+    Close it with :func:`close_and_verify` (or use :func:`written_geotiff`) before publishing it."""
+    if descriptions is not None and len(descriptions) != profile["count"]:
+        raise InvalidArgumentError(f"{len(descriptions)} band descriptions for {profile['count']} bands")
+    try:
+        dataset = rasterio.open(Path(path), "w", **profile)
+    except RasterioError as error:
+        raise write_failure(path, error) from error
+    try:
+        for index, description in enumerate(descriptions or (), start=1):
             dataset.set_band_description(index, description)
-    if tags:
-        dataset.update_tags(**{key: str(value) for key, value in tags.items()})
+        if tags:
+            dataset.update_tags(**{key: str(value) for key, value in tags.items()})
+    except RasterioError as error:
+        dataset.close()
+        raise write_failure(path, error) from error
     return dataset
+
+
+def write_window(
+    dataset: DatasetWriter,
+    array: np.ndarray,
+    indexes: int | Sequence[int] | None = None,
+    window: Window | None = None,
+) -> None:
+    """Write ``array`` into ``window`` of ``dataset`` (all of it by default); a failure names the file."""
+    try:
+        dataset.write(array, indexes, window=window)
+    except RasterioError as error:
+        raise write_failure(dataset.name, error) from error
+
+
+def verify_geotiff(path: str | os.PathLike[str]) -> None:
+    """Read back a GeoTIFF that was just closed, before it is published: every block must be recorded
+    in the file's directory, lie inside the file and decode. A failed last write of GDAL (which
+    ``close()`` does not report) leaves an unreadable directory, a block missing (it would read back as
+    zeros without any error) or a block cut short; each raises :class:`OutputWriteError`.
+
+    The read is window by window (bounded memory); see ``benchmarks/bench_write_verification.py`` for its
+    cost beside the write."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as dataset:
+            _check_blocks_recorded(dataset, size)
+            for window in block_windows(dataset.height, dataset.width):
+                dataset.read(window=window)
+    except RasterioError as error:  # before OSError: rasterio's I/O errors are OSErrors too
+        raise write_failure(path, f"the file written does not read back: {_gdal_reason(error)}") from error
+    except OSError as error:
+        raise write_failure(path, error) from error
+
+
+def _check_blocks_recorded(dataset: DatasetReader, file_size: int) -> None:
+    """Every block of ``dataset`` has an offset and a size in the TIFF directory that fit in the file."""
+    bands = [1] if dataset.interleaving == Interleaving.pixel else list(dataset.indexes)
+    block_rows, block_cols = dataset.block_shapes[0]
+    for band in bands:
+        for row in range(math.ceil(dataset.height / block_rows)):
+            for col in range(math.ceil(dataset.width / block_cols)):
+                offset = int(dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band) or 0)
+                length = int(dataset.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band) or 0)
+                if offset <= 0 or length <= 0 or offset + length > file_size:
+                    raise write_failure(
+                        dataset.name,
+                        f"block ({row}, {col}) of band {band} is missing or cut short in the file written",
+                    )
+
+
+def close_and_verify(dataset: DatasetWriter) -> None:
+    """Close a GeoTIFF opened by :func:`create_geotiff` and check it with :func:`verify_geotiff`."""
+    dataset.close()
+    verify_geotiff(dataset.name)
+
+
+@contextmanager
+def written_geotiff(
+    path: str | os.PathLike[str],
+    profile: dict[str, Any],
+    descriptions: Sequence[str] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> Iterator[DatasetWriter]:
+    """:func:`create_geotiff` as a context manager: when the block ends without error, the file is
+    closed and verified (:func:`verify_geotiff`), so it may be published; on error it is only closed."""
+    dataset = create_geotiff(path, profile, descriptions, tags)
+    try:
+        yield dataset
+    except BaseException:
+        dataset.close()
+        raise
+    close_and_verify(dataset)
 
 
 def write_array(
@@ -200,5 +338,5 @@ def write_array(
         transform=transform,
         nodata=nodata,
     )
-    with create_geotiff(path, profile, descriptions, tags) as dataset:
-        dataset.write(bands)
+    with written_geotiff(path, profile, descriptions, tags) as dataset:
+        write_window(dataset, bands)

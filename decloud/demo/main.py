@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="decloud demo",
         description="Run the whole chain on a generated tile (no data needed): prepare S2, S1 and DEM, split "
         "ROIs, write TFRecords, train a small CRGA model, reconstruct the time series, and write the "
-        "reconstructions, a quicklook PNG (cloudy | reconstruction | cloud-free reference) and metrics.json.",
+        "reconstructions, a quicklook PNG (cloudy input | reconstruction | truth | absolute error) and metrics.json.",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("decloud_demo"), help="output folder, empty or absent (decloud_demo)"
@@ -44,7 +44,10 @@ def _run(args: argparse.Namespace) -> None:
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # one line per ROI polygon written says nothing
     result = run_demo(args.out, seed=args.seed, quick=args.quick)
     paths = DemoPaths(Path(args.out).absolute())
-    notes = {paths.quicklook: "quicklook: cloudy | reconstruction | reference", paths.metrics: "metrics"}
+    notes = {
+        paths.quicklook: "quicklook: cloudy input | reconstruction | truth | absolute error",
+        paths.metrics: "metrics",
+    }
     print(f"\n{result.table}\n\n{len(result.files)} files written:")
     for path in result.files:
         note = notes.get(path, "reconstruction" if path.parent == paths.reconstructed else "")

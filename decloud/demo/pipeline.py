@@ -25,7 +25,7 @@ from decloud.core.atomic import atomic_file
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
-from decloud.demo.quicklook import write_quicklook
+from decloud.demo.quicklook import showcase_date, write_quicklook
 from decloud.demo.scene import TILE, Scene, plan_scene, write_scene
 from decloud.models.evaluation import UNITS, evaluate
 from decloud.models.training import TrainingConfig, train
@@ -254,8 +254,8 @@ def reconstruct(paths: DemoPaths) -> list[Path]:
 
 
 def assess_and_report(paths: DemoPaths, scene: Scene, outputs: list[Path], seed: int, quick: bool) -> dict:
-    """Evaluate the model on the test records and on the tile, draw the quicklook of the date with the most
-    cloudy pixels, and write metrics.json; return its content."""
+    """Evaluate the model on the test records and on the tile, draw the quicklook of the date about half cloudy
+    (:func:`decloud.demo.quicklook.showcase_date`), and write metrics.json; return its content."""
     report = evaluate(paths.savedmodel, paths.records("test"))
     reconstructions = []
     for output in outputs:
@@ -263,7 +263,8 @@ def assess_and_report(paths: DemoPaths, scene: Scene, outputs: list[Path], seed:
         reconstructions.append(Reconstruction(product, output, scene.truth[product.name]))
     tile = assess(series_products(paths.s2_root / TILE), reconstructions, roi_raster_path(paths.rois, TILE, "test"))
     counts = tile["cloudy_pixels_per_date"]
-    showcase = next(r for r in reconstructions if r.product.name == max(counts, key=counts.get))
+    date = showcase_date(counts, (QUICK if quick else FULL).tile ** 2)
+    showcase = next(r for r in reconstructions if r.product.name == date)
     write_quicklook(showcase.product.file(S2_SUFFIX_FRE_10M), showcase.estimate, showcase.truth, paths.quicklook)
     metrics = {
         "seed": seed,

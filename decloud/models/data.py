@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from decloud.core import keys
 from decloud.models.model import Model, is_image_key
-from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata, shard_paths
+from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata, shard_paths, shard_records
 
 
 def required_keys(model: Model) -> list[str]:
@@ -44,6 +44,11 @@ def check_records(records_dir: str | os.PathLike[str], model: Model) -> int:
             problems.append(f"{name!r} is {types[name]} {list(shapes[name])} instead of {spec.dtype} {list(expected)}")
     if missing:
         problems.insert(0, f"missing keys {missing} (the records hold {sorted(types)})")
+        s1_only = all(keys.split_key(name)[0] == keys.S1 for name in missing)
+        if s1_only and model.params.get("with_s1"):
+            problems.insert(
+                1, """records without Sentinel-1 train the S2-only variant: --model_params '{"with_s1": false}'"""
+            )
     if patchsize is not None and patchsize % model.size_multiple:
         problems.append(f"patch size {patchsize} is not a multiple of {model.size_multiple}, as {model.name} needs")
     if problems:
@@ -71,6 +76,7 @@ def model_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     shard: tuple[int, int] | None = None,
+    allow_partial: bool = False,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, targets)`` for ``model`` from a records folder (checked first)."""
     check_records(records_dir, model)
@@ -83,14 +89,14 @@ def model_dataset(
         repeat=repeat,
         drop_remainder=drop_remainder,
         shard=shard,
+        allow_partial=allow_partial,
     )
     return dataset.map(lambda sample: split_sample(sample, model), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def count_samples(records_dir: str | os.PathLike[str]) -> int:
-    """Number of samples in a records folder (reads the shards' record framing, not the tensors)."""
-    files = [str(path) for path in shard_paths(records_dir)]
-    count = int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    """Number of complete samples in a records folder (reads the shards' record framing, not the tensors)."""
+    count = sum(shard_records(path)[0] for path in shard_paths(records_dir))
     if count == 0:
         raise RecordsError(f"{records_dir} holds no sample")
     return count

@@ -27,7 +27,13 @@ from decloud.models.metrics import BandAccumulator
 from decloud.models.model import OUTPUT_BANDS, TARGET, output_source, target_key
 from decloud.models.registry import create_model
 from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
-from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata
+from decloud.sampling.tfrecords import (
+    RecordsError,
+    check_sample_counts,
+    corrupt_records_named,
+    make_dataset,
+    read_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +110,14 @@ def baselines(types: dict[str, str], outputs: list[str]) -> tuple[dict[str, Base
 
 
 def evaluate(
-    savedmodel: str | os.PathLike[str], test_records: str | os.PathLike[str], batch_size: int = 8
+    savedmodel: str | os.PathLike[str],
+    test_records: str | os.PathLike[str],
+    batch_size: int = 8,
+    *,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of the SavedModel and of the baselines over every sample of ``test_records``."""
+    """Metrics of the SavedModel and of the baselines over every sample of ``test_records`` (checked
+    against its summary first: see :func:`~decloud.sampling.tfrecords.check_sample_counts`)."""
     serving = ServingModel(savedmodel)
     outputs = serving.main_outputs()
     targets = {name: target_key(name) for name in outputs}
@@ -124,14 +135,17 @@ def evaluate(
         for method in ["model", *methods]
     }
     read = sorted({*serving.inputs, *targets.values(), *baseline_keys})
+    check_sample_counts(test_records, allow_partial=allow_partial)
     samples = 0
-    for batch in make_dataset(test_records, keys=read, batch_size=batch_size).as_numpy_iterator():
-        estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
-        estimates.update({method: baseline(batch) for method, baseline in methods.items()})
-        for method, by_output in estimates.items():
-            for name in outputs:
-                accumulators[method][name].update(batch[targets[name]], by_output[name])
-        samples += len(batch[targets[outputs[0]]])
+    with corrupt_records_named([test_records]):
+        dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
+        for batch in dataset.as_numpy_iterator():
+            estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
+            estimates.update({method: baseline(batch) for method, baseline in methods.items()})
+            for method, by_output in estimates.items():
+                for name in outputs:
+                    accumulators[method][name].update(batch[targets[name]], by_output[name])
+            samples += len(batch[targets[outputs[0]]])
     return {
         "savedmodel": str(Path(savedmodel)),
         "test_records": str(Path(test_records)),

@@ -20,7 +20,7 @@ import tensorflow as tf
 import decloud
 from decloud.core import keys
 from decloud.core.atomic import atomic_directory
-from decloud.core.errors import DecloudError, InputNotFoundError, InvalidFileError
+from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.models.model import INPUT_SCALES, PADS, SOURCE_BANDS, Model, output_source, padded_name
 from decloud.preprocessing.constants import DEM_NODATA, S1_NODATA, S2_MODEL_SCALE, S2_NODATA
 
@@ -97,21 +97,42 @@ def export_savedmodel(keras_model: keras.Model, model: Model, path: str | os.Pat
     return Path(path)
 
 
+def read_description(path: Path) -> dict[str, Any]:
+    """The model description JSON at ``path`` (``decloud_model.json`` in a SavedModel, ``<name>.json`` beside
+    an ONNX model), empty when there is none; a damaged one is an error naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise InvalidFileError(path, f"not a valid model description (JSON): {error}") from None
+    if not isinstance(description, dict):
+        raise InvalidFileError(path, "not a model description: expected a JSON object")
+    return description
+
+
 class ServingModel:
     """The ``serving_default`` signature of a SavedModel, called with numpy dicts."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        if self.path.is_file():
+            onnx = self.path.suffix.lower() == ".onnx"
+            hint = " (this one is an ONNX model: give the SavedModel it was exported from)" if onnx else ""
+            raise InvalidArgumentError(f"{self.path} is a file; a SavedModel is a folder holding saved_model.pb{hint}")
         if not (self.path / "saved_model.pb").is_file():
             raise InputNotFoundError(self.path / "saved_model.pb", "SavedModel")
-        self._loaded = tf.saved_model.load(str(self.path))  # keeps the signature's variables alive
+        try:
+            self._loaded = tf.saved_model.load(str(self.path))  # keeps the signature's variables alive
+        except (tf.errors.OpError, OSError, ValueError, IndexError, KeyError) as error:  # truncated, foreign files
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InvalidFileError(self.path, f"cannot load the SavedModel (damaged or incomplete): {reason}") from None
         if SIGNATURE not in self._loaded.signatures:
             raise InvalidFileError(self.path, f"no {SIGNATURE!r} signature (has {list(self._loaded.signatures)})")
         self.signature = self._loaded.signatures[SIGNATURE]
         self.inputs: dict[str, tf.TensorSpec] = dict(self.signature.structured_input_signature[1])
         self.outputs: list[str] = sorted(self.signature.structured_outputs)
-        description = self.path / DESCRIPTION_FILE
-        self.description: dict[str, Any] = json.loads(description.read_text()) if description.is_file() else {}
+        self.description = read_description(self.path / DESCRIPTION_FILE)
 
     def main_outputs(self) -> list[str]:
         return [name for name in self.outputs if "_pad" not in name]

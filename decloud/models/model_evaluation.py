@@ -18,6 +18,7 @@ from pathlib import Path
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.paths import require_output_file
 from decloud.models.evaluation import evaluate, format_table
 
 
@@ -31,13 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test_records", type=Path, required=True, help="test records folder")
     parser.add_argument("--output", type=Path, help="JSON file to write the metrics to")
     parser.add_argument("-b", "--batch_size", type=int, default=8, help="samples per batch (default 8)")
+    parser.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="evaluate on the complete samples of a folder whose shards hold fewer than its summary.json says "
+        "(a loud warning instead of an error)",
+    )
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
-    report = evaluate(args.savedmodel, args.test_records, args.batch_size)
+    if args.output is not None:
+        require_output_file(args.output, "--output metrics file")
+    report = evaluate(args.savedmodel, args.test_records, args.batch_size, allow_partial=args.allow_partial)
     print(format_table(report))
     if args.output is not None:
         with atomic_file(args.output) as temporary:

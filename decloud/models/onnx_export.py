@@ -20,6 +20,7 @@ import numpy as np
 import decloud
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import DecloudError
+from decloud.core.paths import require_output_file
 from decloud.models.export import SIGNATURE, ServingModel, describe_key, describe_output
 from decloud.models.model import PADS, padded_name
 
@@ -112,7 +113,8 @@ def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict
 
 def export_onnx(savedmodel: str | os.PathLike[str], output: str | os.PathLike[str], opset: int = DEFAULT_OPSET) -> Path:
     """Convert ``savedmodel`` to ONNX at ``output`` and write its metadata beside it; returns the metadata path."""
-    savedmodel, output = Path(savedmodel), Path(output)
+    savedmodel, output = Path(savedmodel), require_output_file(output, "ONNX model")
+    require_output_file(metadata_path(output), "ONNX model's metadata")
     serving = ServingModel(savedmodel)
     with atomic_file(output) as temporary_onnx:
         _convert(savedmodel, temporary_onnx, opset)

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_best", action="store_true", help="keep the best epoch's weights and export those")
     parser.add_argument("--seed", type=int, help="seed of weights initialisation and shuffling")
     parser.add_argument("--loss", choices=sorted(LOSSES), default="masked_l1", help="training loss")
+    parser.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="train on the complete samples of records folders whose shards hold fewer than their summary.json "
+        "says (a loud warning instead of an error)",
+    )
     return parser
 
 
@@ -83,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         save_best=args.save_best,
         seed=args.seed,
         loss=args.loss,
+        allow_partial=args.allow_partial,
     )
 
 

@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.paths import require_output_folder
 from decloud.models import checkpoints
 from decloud.models.callbacks import MultiValidation, Summaries, validation_names
 from decloud.models.data import check_records, count_samples, model_dataset
@@ -33,6 +34,7 @@ from decloud.models.losses import get_loss
 from decloud.models.metrics import ALL_METRICS, DEFAULT_METRICS, keras_metrics
 from decloud.models.model import Model
 from decloud.models.registry import create_model, import_modules
+from decloud.sampling.tfrecords import check_sample_counts, corrupt_records_named
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class TrainingConfig:
     save_best: bool = False
     seed: int | None = None
     loss: str = "masked_l1"
+    allow_partial: bool = False  #: a shard short of its summary's samples is a warning, not an error
     shuffle_buffer: int = 512
 
 
@@ -94,6 +97,10 @@ def _check_config(config: TrainingConfig) -> None:
         raise InvalidArgumentError("--training_record is required (unless --valid_only)")
     if config.save_best and config.save_ckpt_dir is None:
         raise InvalidArgumentError("--save_best needs --save_ckpt_dir (where best.weights.h5 is kept)")
+    outputs = {"--out_savedmodel": config.out_savedmodel, "--save_ckpt_dir": config.save_ckpt_dir}
+    for flag, folder in {**outputs, "--logdir": config.logdir}.items():
+        if folder is not None:
+            require_output_folder(folder, f"{flag} folder")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -139,6 +146,7 @@ def _training_dataset(strategy, model: Model, config: TrainingConfig):
             repeat=True,
             drop_remainder=True,
             shard=(workers, context.input_pipeline_id) if workers > 1 else None,
+            allow_partial=config.allow_partial,
         )
 
     steps = config.steps_per_epoch or max(1, count_samples(config.training_record) // global_batch)
@@ -159,7 +167,7 @@ def _validation_datasets(strategy, model: Model, config: TrainingConfig) -> dict
         batches = -(-count // batch) if partial else count // batch
         if batches == 0:
             raise InvalidArgumentError(f"{path} holds {count} samples, fewer than one validation batch ({batch})")
-        dataset = model_dataset(path, model, batch, drop_remainder=not partial)
+        dataset = model_dataset(path, model, batch, drop_remainder=not partial, allow_partial=config.allow_partial)
         datasets[name] = dataset.apply(tf.data.experimental.assert_cardinality(batches)).with_options(options)
     return datasets
 
@@ -194,8 +202,10 @@ def train(config: TrainingConfig) -> TrainingResult:
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     model = create_model(config.model, **config.model_params)
-    for records in [*([] if config.valid_only else [config.training_record]), *config.valid_records]:
+    read = [*([] if config.valid_only else [config.training_record]), *config.valid_records]
+    for records in read:
         check_records(records, model)  # before building anything: a wrong folder fails in a second
+        check_sample_counts(records, allow_partial=config.allow_partial)
     identity = {"name": model.name, "params": model.get_config()}
 
     with strategy.scope():
@@ -217,10 +227,11 @@ def train(config: TrainingConfig) -> TrainingResult:
 
     history: dict[str, list[float]] = {}
     epoch = initial_epoch
-    if not config.valid_only and initial_epoch < config.epochs:
-        history, epoch = _fit(run, initial_epoch, best)
-    elif validation is not None:
-        _validate_only(run, initial_epoch)
+    with corrupt_records_named(read):
+        if not config.valid_only and initial_epoch < config.epochs:
+            history, epoch = _fit(run, initial_epoch, best)
+        elif validation is not None:
+            _validate_only(run, initial_epoch)
 
     if config.save_best and not config.valid_only and checkpoints.load_best(network, config.save_ckpt_dir):
         log.info("best weights (%s) restored for export", checkpoints.BEST_WEIGHTS)

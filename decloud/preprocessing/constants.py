@@ -41,6 +41,10 @@ S1_ENCODED_MIN = 1
 S1_ENCODED_MAX = 65535
 #: Added to |sigma0| before the logarithm so that tiny values stay finite.
 S1_LOG_EPSILON = 1e-6
+#: Largest |sigma0| taken as a measurement, in dB: the brightest targets Sentinel-1 sees (corner reflectors,
+#: metal structures, ships) reach a few tens of dB, while larger values (1e30, float overflow, +-inf) are fill
+#: values or processing failures. Beyond it a pixel is no data; between +13 dB and it, it saturates at 65535.
+S1_SIGMA0_MAX_DB = 40.0
 #: Suffix of prepared Sentinel-1 images.
 S1_SUFFIX_VVVH = "_from-10to3dB.tif"
 #: Suffix (after the prepared image's stem) of its per-patch no-data count raster (uint16).

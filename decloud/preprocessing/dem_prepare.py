@@ -37,15 +37,17 @@ from rasterio.windows import Window
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import CorruptRasterError, InvalidArgumentError
+from decloud.core.paths import require_output_file
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
     Grid,
     block_windows,
-    create_geotiff,
     gdal_environment,
     geotiff_profile,
     open_raster,
+    write_window,
+    written_geotiff,
 )
 from decloud.preprocessing.constants import DEM_NODATA
 
@@ -73,7 +75,7 @@ def prepare_dem(
     reference) before anything is written."""
     if not inputs:
         raise InvalidArgumentError("no input DEM given")
-    output = Path(output)
+    output = require_output_file(output, "--output DEM")
     with gdal_environment(), ExitStack() as stack:
         reference_dataset = stack.enter_context(open_raster(reference))
         grid = Grid.of(reference_dataset)
@@ -95,9 +97,9 @@ def prepare_dem(
             nodata=DEM_NODATA,
         )
         windows = list(block_windows(grid.height, grid.width, window_size))
-        with atomic_file(output) as temporary, create_geotiff(temporary, profile, [DEM_DESCRIPTION], tags) as dem:
+        with atomic_file(output) as temporary, written_geotiff(temporary, profile, [DEM_DESCRIPTION], tags) as dem:
             for window in progress(windows, desc=f"DEM {output.name}"):
-                dem.write(_mosaic(sources, window), 1, window=window)
+                write_window(dem, _mosaic(sources, window), 1, window=window)
     log.info("prepared %s", output)
     return output
 

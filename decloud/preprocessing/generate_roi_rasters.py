@@ -39,6 +39,7 @@ from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.patches import patch_grid_shape, patch_grid_transform
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, write_array
 from decloud.preprocessing.constants import PATCH_SIZE
@@ -78,11 +79,16 @@ def generate_roi_rasters(
     group_side = _group_side(patchsize)
     if seed < 0:
         raise InvalidArgumentError(f"seed must be >= 0, not {seed}")
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise InvalidArgumentError(f"output folder {output_dir} exists and is not a folder")
+    require_output_folder(output_dir, "--output_dir folder")
     config = TilesConfig.load(tiles_json)
     regions = _read_regions(rois, datasets) if rois is not None else None
     grids = {tile: tile_reference_grid(config.s2_root, tile) for tile in config.tiles}
+    for tile, grid in grids.items():
+        if grid.height < patchsize or grid.width < patchsize:
+            raise InvalidArgumentError(
+                f"tile {tile} is {grid.height}x{grid.width} pixels, smaller than the patch size {patchsize}: "
+                f"it cannot hold a single training patch (use a smaller --patchsize or leave the tile out)"
+            )
     selections = {
         tile: select_patches(tile, grids[tile], weights, group_side, seed, regions)
         for tile in progress(config.tiles, desc="ROI rasters", unit="tile")
@@ -90,6 +96,11 @@ def generate_roi_rasters(
     for tile, selection in selections.items():
         counts = {name: int((selection == index).sum()) // group_side**2 for index, name in enumerate(datasets)}
         log.info("%s: %s training patches of %d pixels per dataset", tile, counts, patchsize)
+    if not any((selection != UNASSIGNED).any() for selection in selections.values()):
+        raise InvalidArgumentError(
+            f"no training patch of {patchsize} pixels could be assigned to any dataset in the tiles of {tiles_json}"
+            + (" (no patch lies entirely inside the --rois polygons)" if regions is not None else "")
+        )
     return _write_outputs(Path(output_dir).absolute(), datasets, grids, selections, patchsize, seed)
 
 

@@ -40,6 +40,10 @@ class ProductFiles:
                 with zipfile.ZipFile(path) as archive:
                     self.members = [name for name in archive.namelist() if not name.endswith("/")]
             except zipfile.BadZipFile as error:
+                if path.suffix.lower() != ".zip":
+                    raise ProductFormatError(
+                        f"{path} is not a Sentinel-2 product: expected a THEIA or SAFE product folder or its .zip"
+                    ) from None
                 raise ProductFormatError(f"{path} is not a readable .zip archive: {error}") from error
         else:
             self.members = sorted(

@@ -27,18 +27,20 @@ from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, ProductFormatError
 from decloud.core.naming import S1ProductName, parse_s1_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, patch_window
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
     Grid,
     block_windows,
-    create_geotiff,
     gdal_environment,
     geotiff_profile,
     open_raster,
     read_window,
     require_same_grid,
     write_array,
+    write_window,
+    written_geotiff,
 )
 from decloud.preprocessing.constants import S1_BANDS, S1_NODATA, S1_SUFFIX_NODATA_STATS
 from decloud.preprocessing.normalization import S1_ENCODING_NOTE, encode_s1
@@ -63,6 +65,7 @@ def prepare_s1_image(
     """Prepare the acquisition of the S1Tiling ``vh`` file ``input_s1_vh`` (its ``vv`` twin must lie beside
     it) under ``out_s1_dir``; return the prepared image's path."""
     vh_path = Path(input_s1_vh)
+    require_output_folder(out_s1_dir, "--out_s1_dir folder")
     if not vh_path.exists():
         raise InputNotFoundError(vh_path, "Sentinel-1 vh image")
     name = _parse_vh_name(vh_path)
@@ -154,10 +157,10 @@ def _write_encoded_stack(
         nodata=S1_NODATA,
     )
     nodata_count = np.zeros(patch_grid_shape(grid.height, grid.width), dtype=np.uint16)
-    with create_geotiff(path, profile, S1_BANDS, tags) as output:
+    with written_geotiff(path, profile, S1_BANDS, tags) as output:
         for window in progress(windows, desc=desc):
             encoded = encode_s1(np.stack([_read_sigma0(vv, window), _read_sigma0(vh, window)]))
-            output.write(encoded, window=window)
+            write_window(output, encoded, window=window)
             nodata_count[patch_window(window).toslices()] = count_per_patch(
                 (encoded == S1_NODATA).any(axis=0), outside=True
             )

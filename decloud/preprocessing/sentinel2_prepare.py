@@ -30,15 +30,17 @@ from decloud.core.patches import (
     patch_window,
     percent_per_patch,
 )
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
     Grid,
     block_windows,
-    create_geotiff,
     gdal_environment,
     geotiff_profile,
     write_array,
+    write_window,
+    written_geotiff,
 )
 from decloud.preprocessing.constants import (
     S2_BANDS_10M,
@@ -66,6 +68,7 @@ def prepare_s2_product(
     window_size: int = DEFAULT_WINDOW_SIZE,
 ) -> Path:
     """Prepare the product at ``in_image`` under ``out_s2_dir``; return the prepared product folder."""
+    require_output_folder(out_s2_dir, "--out_s2_dir folder")
     with gdal_environment(), open_s2_source(in_image) as source:
         product_dir = tile_directory(out_s2_dir, source.name.tile) / source.name.name
         if is_complete(product_dir) and not overwrite:
@@ -100,12 +103,12 @@ def _write_prepared_product(source: S2Source, out_dir: Path, window_size: int) -
 
     with ExitStack() as outputs:
         fre_10m = outputs.enter_context(
-            create_geotiff(
+            written_geotiff(
                 out_dir / f"{name}{S2_SUFFIX_FRE_10M}", _profile(grid_10m, 4, "int16", S2_NODATA), S2_BANDS_10M, tags
             )
         )
         clm = outputs.enter_context(
-            create_geotiff(
+            written_geotiff(
                 out_dir / f"{name}{S2_SUFFIX_CLM}",
                 _profile(grid_10m, 1, "uint8"),
                 ["cloud mask (non-zero: cloud)"],
@@ -113,7 +116,7 @@ def _write_prepared_product(source: S2Source, out_dir: Path, window_size: int) -
             )
         )
         edg = outputs.enter_context(
-            create_geotiff(
+            written_geotiff(
                 out_dir / f"{name}{S2_SUFFIX_EDG}",
                 _profile(grid_10m, 1, "uint8"),
                 ["no-data mask (non-zero: no data)"],
@@ -122,22 +125,22 @@ def _write_prepared_product(source: S2Source, out_dir: Path, window_size: int) -
         )
         windows = list(block_windows(grid_10m.height, grid_10m.width, window_size))
         for window in progress(windows, desc=f"{name} 10 m"):
-            fre_10m.write(source.read_10m(window), window=window)
+            write_window(fre_10m, source.read_10m(window), window=window)
             cloud, nodata = source.read_masks(window)
-            clm.write(cloud, 1, window=window)
-            edg.write(nodata, 1, window=window)
+            write_window(clm, cloud, 1, window=window)
+            write_window(edg, nodata, 1, window=window)
             stats_slices = patch_window(window).toslices()
             cloud_percent[stats_slices] = percent_per_patch(cloud != 0)
             nodata_count[stats_slices] = count_per_patch(nodata != 0, outside=True)
 
         fre_20m = outputs.enter_context(
-            create_geotiff(
+            written_geotiff(
                 out_dir / f"{name}{S2_SUFFIX_FRE_20M}", _profile(grid_20m, 6, "int16", S2_NODATA), S2_BANDS_20M, tags
             )
         )
         windows = list(block_windows(grid_20m.height, grid_20m.width, window_size))
         for window in progress(windows, desc=f"{name} 20 m"):
-            fre_20m.write(source.read_20m(window), window=window)
+            write_window(fre_20m, source.read_20m(window), window=window)
 
     stats_transform = patch_grid_transform(grid_10m.transform)
     write_array(

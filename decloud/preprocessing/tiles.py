@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from decloud.core.errors import InputNotFoundError, InvalidFileError
+from decloud.core.paths import require_input_file
 from decloud.core.raster import Grid, open_raster
 from decloud.preprocessing.constants import S2_SUFFIX_FRE_10M
 from decloud.preprocessing.outputs import is_complete
@@ -61,13 +62,14 @@ class TilesConfig:
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputNotFoundError(path, "tiles JSON file")
+    require_input_file(path, "tiles JSON file")
     try:
         with path.open(encoding="utf-8") as file:
             content = json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidFileError(path, f"not valid JSON: {error}") from error
+    except RecursionError:
+        raise InvalidFileError(path, "its JSON is nested too deep to be read") from None
     if not isinstance(content, dict):
         raise InvalidFileError(path, f"expected a JSON object with keys {sorted(_KNOWN_KEYS)}")
     return content

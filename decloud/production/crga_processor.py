@@ -21,6 +21,7 @@ from decloud.production.processors import (
     add_model_flags,
     crga_sources,
     inference_options,
+    output_paths,
     reconstruct,
     reference_grid,
 )
@@ -39,15 +40,16 @@ def run(args: argparse.Namespace) -> None:
             "an S1 + S2 model needs --il_s1before, --il_s1, and --il_s1after with --il_s2after (OS2); "
             "an S2-only model takes no S1 list"
         )
+    output, output_20m = output_paths(args)
     options = inference_options(args)
-    model = LoadedModel.load(args.savedmodel)
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
     before = ([s2_product(p) for p in args.il_s2before], _images(args.il_s1before))
     after = ([s2_product(p) for p in args.il_s2after], _images(args.il_s1after)) if args.il_s2after else None
+    model = LoadedModel.load(args.savedmodel)  # the inputs' names and grids first: they are checked in no time
     with ExitStack() as stack:
         sources = crga_sources(stack, target, before, _images(args.il_s1), after, args.dem, reference, options)
-        reconstruct(model, sources, reference, args.output, args.output_20m, options)
+        reconstruct(model, sources, reference, output, output_20m, options)
 
 
 def build_parser() -> argparse.ArgumentParser:

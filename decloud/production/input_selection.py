@@ -38,7 +38,7 @@ def s2_product(path: str | os.PathLike[str]) -> S2Product:
     folder = Path(path)
     if not is_complete(folder):
         raise InputNotFoundError(folder, "prepared Sentinel-2 product (folder with its completion marker)")
-    return S2Product(folder, parse_s2_product_name(folder.name).acquired)
+    return S2Product(folder, parse_s2_product_name(str(folder)).acquired)
 
 
 def s1_image(path: str | os.PathLike[str]) -> S1Image:
@@ -46,7 +46,7 @@ def s1_image(path: str | os.PathLike[str]) -> S1Image:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(path, "prepared Sentinel-1 image")
-    name = parse_s1_name(path.name)
+    name = parse_s1_name(str(path))
     return S1Image(path, name.acquired, name.orbit_direction)
 
 

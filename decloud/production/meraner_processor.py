@@ -19,19 +19,21 @@ from decloud.production.processors import (
     add_model_flags,
     inference_options,
     meraner_sources,
+    output_paths,
     reconstruct,
     reference_grid,
 )
 
 
 def run(args: argparse.Namespace) -> None:
+    output, output_20m = output_paths(args)
     options = inference_options(args)
-    model = LoadedModel.load(args.savedmodel)
     target = s2_product(args.in_s2)
     reference = reference_grid(target)
+    model = LoadedModel.load(args.savedmodel)
     with ExitStack() as stack:
         sources = meraner_sources(stack, target, [s1_image(p) for p in args.il_s1], args.dem, reference, options)
-        reconstruct(model, sources, reference, args.output, args.output_20m, options)
+        reconstruct(model, sources, reference, output, output_20m, options)
 
 
 def build_parser() -> argparse.ArgumentParser:

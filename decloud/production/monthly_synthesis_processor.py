@@ -22,23 +22,25 @@ from decloud.production.processors import (
     inference_options,
     month_products,
     monthly_sources,
+    output_paths,
     reconstruct,
     reference_grid,
 )
 
 
 def run(args: argparse.Namespace) -> None:
+    output, output_20m = output_paths(args)
     options = inference_options(args)
-    model = LoadedModel.load(args.savedmodel)
     products = month_products([s2_product(p) for p in args.il_s2], args.year, args.month)
     s1_images = [s1_image(p) for p in args.il_s1] if args.il_s1 else None
     reference = reference_grid(products[0])
+    model = LoadedModel.load(args.savedmodel)
     with ExitStack() as stack:
         sources = monthly_sources(stack, products, s1_images, args.dem, reference, options)
         dates = [keys.key(keys.S2, f"d{index}") for index in range(len(products))]
         # A synthesis pixel exists wherever one of the dates sees the ground.
         reconstruct(
-            model, sources, reference, args.output, args.output_20m, options,
+            model, sources, reference, output, output_20m, options,
             keep_acquisition=None, any_of=dates, required=(),
         )  # fmt: skip
 

@@ -14,7 +14,6 @@ Outputs are int16 in prepared units (reflectance x 10000, no-data -10000) on the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from affine import Affine
 
 from decloud.core import keys
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.paths import require_output_file
 from decloud.core.raster import Grid, open_raster
 from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.production.backends import ModelBackend, load_backend
@@ -48,6 +48,11 @@ CLEAR_KEY = "clear"
 #: Default margin when neither the user nor the model's description gives one.
 DEFAULT_PAD = 64
 HOUR = 3600.0
+#: Largest S1/S2 gap a pair may have, hours (a year): beyond it a "pair" says nothing of the same ground.
+MAX_GAP_HOURS = 366 * 24.0
+#: Largest side of a tile read with its margins (--ts + 2 x --pad), 10 m pixels: one such 4-band float32
+#: input already takes 1 GiB.
+MAX_TILE_SIDE = 8192
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,24 @@ class InferenceOptions:
     write_intermediate: bool = False
     cog: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse the values that would crash, hang or exhaust memory later, naming the flag."""
+        if not (math.isfinite(self.max_gap_hours) and 0 <= self.max_gap_hours <= MAX_GAP_HOURS):
+            raise InvalidArgumentError(
+                f"--maxgap {self.max_gap_hours:g}: the maximum S1/S2 gap must be a number of hours "
+                f"between 0 and {MAX_GAP_HOURS:g}"
+            )
+        if self.tile_size < 1:
+            raise InvalidArgumentError(f"--ts {self.tile_size}: the tile size must be at least 1 pixel")
+        if self.pad is not None and self.pad < 0:
+            raise InvalidArgumentError(f"--pad {self.pad}: the margin cannot be negative")
+        margin = self.pad or 0
+        if self.tile_size + 2 * margin > MAX_TILE_SIDE:
+            raise InvalidArgumentError(
+                f"--ts {self.tile_size} with --pad {margin}: a tile and its margins (ts + 2 x pad) must "
+                f"be at most {MAX_TILE_SIDE} pixels wide"
+            )
+
 
 @dataclass
 class LoadedModel:
@@ -75,13 +98,13 @@ class LoadedModel:
         """The model and what its description (``decloud_model.json`` in a SavedModel, ``<name>.json``
         beside an ONNX file) says about tiling."""
         # Imported here: they import TensorFlow, which a --help or a bad-argument error need not wait for.
-        from decloud.models.export import DESCRIPTION_FILE
+        from decloud.models.export import DESCRIPTION_FILE, read_description
         from decloud.models.onnx_export import metadata_path
 
         path = Path(path)
         backend = load_backend(path)
         description_file = metadata_path(path) if path.suffix.lower() == ".onnx" else path / DESCRIPTION_FILE
-        description = json.loads(description_file.read_text()) if description_file.is_file() else {}
+        description = read_description(description_file)
         margin = description.get("tiling", {}).get("margin_10m_pixels")
         return cls(backend, path, int(description.get("size_multiple", 1)), margin)
 
@@ -206,6 +229,11 @@ def reconstruct(
     intermediate = (
         {key: output.with_name(f"{output.stem}_input_{key}.tif") for key in fed} if options.write_intermediate else None
     )
+    if options.pad is not None and options.pad > max(reference.width, reference.height):
+        raise InvalidArgumentError(
+            f"--pad {options.pad}: the margin is larger than the image ({reference.width} x {reference.height} "
+            "pixels), which it would only mirror"
+        )
     pad = options.pad if options.pad is not None else (model.margin or DEFAULT_PAD)
     pad = -(-pad // model.size_multiple) * model.size_multiple
     engine = StreamingEngine(
@@ -275,6 +303,12 @@ def add_model_flags(parser: argparse.ArgumentParser, product: str = "reconstruct
     parser.add_argument("--savedmodel", required=True, help="SavedModel folder or .onnx file")
     parser.add_argument("--output", type=Path, required=True, help=f"{product} 10 m bands (GeoTIFF, int16 x10000)")
     parser.add_argument("--output_20m", type=Path, help=f"{product} 20 m bands (needs --with_20m_bands)")
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The --output and --output_20m of :func:`add_model_flags`, checked before any work."""
+    output_20m = args.output_20m and require_output_file(args.output_20m, "--output_20m image")
+    return require_output_file(args.output, "--output image"), output_20m
 
 
 def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = True) -> None:

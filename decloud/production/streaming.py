@@ -32,13 +32,24 @@ from pathlib import Path
 import numpy as np
 import rasterio.shutil
 from affine import Affine
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from decloud.core import keys
 from decloud.core.atomic import atomic_file
-from decloud.core.errors import InvalidArgumentError
+from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.progress import progress
-from decloud.core.raster import BLOCK_SIZE, Grid, create_geotiff, gdal_environment, geotiff_profile
+from decloud.core.raster import (
+    BLOCK_SIZE,
+    Grid,
+    close_and_verify,
+    create_geotiff,
+    gdal_environment,
+    geotiff_profile,
+    verify_geotiff,
+    write_failure,
+    write_window,
+)
 from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.production.backends import ModelBackend
 from decloud.production.sources import TileSource
@@ -54,8 +65,14 @@ IO_THREAD_NICENESS = 10
 #: DEFLATE level of the outputs: level 1 costs a quarter of the default's CPU time for files about 10 %
 #: larger, and every CPU cycle the writer takes is taken from the model (use --cog for compact files).
 OUTPUT_DEFLATE_LEVEL = 1
+#: Below this share of valid pixels in an output, the run warns that most of the image was not reconstructed.
+FEW_VALID_SHARE = 0.05
 #: No-data of the prepared inputs written as intermediate files, by type.
 INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
+
+
+class EmptyResultError(DecloudError):
+    """A run would write an output without a single valid pixel: an error, not a success."""
 
 
 def scaled_grid(reference: Grid, scale: float) -> Grid:
@@ -277,6 +294,7 @@ class StreamingEngine:
                 keep = _resample_mask(clear, output.scale, shape) & key_valid[output.keep_input]
                 values[keep] = kept[keep]
             arrays[self.destinations[output.name].path] = values
+            self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], tile, destination.scale)
@@ -305,6 +323,7 @@ class StreamingEngine:
     def run(self, *, cog: bool = False) -> list[Path]:
         """Compute and write every destination; return the outputs' paths."""
         tiles = tiles_of(self.reference, self.tile_size)
+        self.valid_pixels = dict.fromkeys((output.name for output in self.outputs), 0)
         with gdal_environment(), ExitStack() as stack:
             datasets, conversions = {}, []
             for destination in self.destinations.values():
@@ -329,40 +348,75 @@ class StreamingEngine:
                 stack.callback(dataset.close)
                 datasets[destination.path] = (dataset, destination.scale)
             self._stream(tiles, datasets)
+            self._check_valid_pixels()
             for dataset, _ in datasets.values():
-                dataset.close()
+                close_and_verify(dataset)
             for written, target in conversions:
-                rasterio.shutil.copy(
-                    written, target, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
-                )
+                try:
+                    rasterio.shutil.copy(
+                        written, target, driver="COG", compress="deflate", blocksize=BLOCK_SIZE, overviews="auto"
+                    )
+                except RasterioError as error:
+                    raise write_failure(target, error) from error
+                verify_geotiff(target)
         log.info("wrote %s", ", ".join(str(output.path) for output in self.outputs))
         return [output.path for output in self.outputs]
 
+    def _check_valid_pixels(self) -> None:
+        """Fail (nothing is published) when an output has no valid pixel; say how many there are, and warn
+        when they are few."""
+        for output in self.outputs:
+            grid = scaled_grid(self.reference, output.scale)
+            count, total = self.valid_pixels[output.name], grid.width * grid.height
+            if count == 0:
+                raise EmptyResultError(
+                    f"{output.path} would hold no valid pixel: no pixel of the {grid.height}x{grid.width} image has "
+                    f"all the inputs the model needs (no data, or no clear acquisition, in a required input)"
+                )
+            share = count / total
+            if share < FEW_VALID_SHARE:
+                log.warning(
+                    "%s: only %d valid pixels of %d (%.2f %%): the rest lacks a required input",
+                    output.path, count, total, 100 * share,
+                )  # fmt: skip
+            else:
+                log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
+
     def _stream(self, tiles: Sequence[Tile], datasets: dict) -> None:
+        """Read ahead, compute and write every tile. Whatever happens (a model or writer error, Ctrl-C),
+        both I/O threads have stopped when this returns or raises: the caller then closes the sources'
+        and the outputs' datasets, which a thread still reading or writing them would crash on."""
         results: queue.Queue[_TileResult | None] = queue.Queue(maxsize=TILES_IN_FLIGHT)
         failure: list[BaseException] = []
+        stopping = threading.Event()
 
         def write_results() -> None:
             _yield_to_the_model()
             try:
                 while (result := results.get()) is not None:
-                    _write(result, datasets)
+                    if not stopping.is_set():
+                        _write(result, datasets)
             except BaseException as error:  # handed over to the main thread, which re-raises it
                 failure.append(error)
                 while results.get() is not None:  # keep draining so that the producer never blocks
                     pass
 
         writer = threading.Thread(target=write_results, name="decloud-writer")
-        writer.start()
+        read_ahead = self._prepared_tiles(tiles)
         try:
-            prepared = progress(self._prepared_tiles(tiles), desc="inference", total=len(tiles), unit="tile")
-            for tile, inputs, key_valid, valid in prepared:
+            writer.start()  # inside the try: an interrupt right after it must still stop the writer
+            for tile, inputs, key_valid, valid in progress(read_ahead, desc="inference", total=len(tiles), unit="tile"):
                 if failure:
                     break
                 results.put(self.compute(tile, inputs, key_valid, valid))
+        except BaseException:
+            stopping.set()  # the outputs will not be published: the writer drops what is left
+            raise
         finally:
-            results.put(None)
-            writer.join()
+            read_ahead.close()  # cancels the tiles not started, waits for the read in progress
+            if writer.ident is not None:  # started
+                results.put(None)
+                writer.join()
         if failure:
             raise failure[0]
 
@@ -382,4 +436,4 @@ def _write(result: _TileResult, datasets: dict) -> None:
         dataset, scale = datasets[path]
         row, col = int(tile.row / scale), int(tile.col / scale)
         rows, cols = min(array.shape[0], dataset.height - row), min(array.shape[1], dataset.width - col)
-        dataset.write(np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))
+        write_window(dataset, np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))

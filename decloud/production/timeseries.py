@@ -19,6 +19,7 @@ from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.preprocessing.constants import S1_SUFFIX_VVVH
 from decloud.preprocessing.outputs import is_complete
@@ -34,6 +35,7 @@ from decloud.production.processors import (
     reference_grid,
     s1_near,
 )
+from decloud.production.streaming import EmptyResultError
 from decloud.sampling.catalog import S1Image, S2Product
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ class Period:
     start: date | None = None
     end: date | None = None
     area: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise InvalidArgumentError(f"--start {self.start} is after --end {self.end}: the period is empty")
 
     def contains(self, moment: datetime) -> bool:
         day = moment.date()
@@ -125,6 +131,9 @@ def reconstruct_series(
     inputs tell whether it reads S1 (then ``s1_dir`` is needed) and a later date (OS2)."""
     if kind not in KINDS:
         raise InvalidArgumentError(f"unknown processor kind {kind!r} (known: {', '.join(KINDS)})")
+    if candidates < 1:
+        raise InvalidArgumentError(f"--candidates {candidates}: at least 1 Sentinel-2 date before/after is needed")
+    require_output_folder(out_dir, "--out_dir folder")
     products = series_products(s2_dir)
     targets = [product for product in products if period.contains(product.acquired)]
     if not targets:
@@ -170,7 +179,12 @@ def reconstruct_series(
                 )
             else:
                 sources = meraner_sources(stack, target, at_target, dem, reference, options)
-            reconstruct(model, sources, reference, output, output_20m, options)
+            try:
+                reconstruct(model, sources, reference, output, output_20m, options)
+            except EmptyResultError as error:
+                log.warning("%s skipped: %s", target.name, error)
+                skipped.append(target.name)
+                continue
         written.append(output)
     log.info("%d reconstructed, %d kept, %d skipped (%s)", len(written), len(kept), len(skipped), ", ".join(skipped))
     if not written and not kept:
@@ -178,11 +192,15 @@ def reconstruct_series(
     return written
 
 
-def _day(text: str) -> date:
+def _day(text: str | None, flag: str) -> date | None:
+    """The date of a --start/--end flag; checked here rather than by the parser so that a wrong date is one
+    line and exit status 1, as every other wrong value."""
+    if text is None:
+        return None
     try:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).date()
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from error
+    except ValueError:
+        raise InvalidArgumentError(f"{flag} {text!r} is not a date YYYY-MM-DD") from None
 
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
@@ -196,8 +214,8 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--dem", type=Path, help="prepared DEM of the tile (models trained with the DEM)")
     parser.add_argument("--model", type=Path, required=True, help="SavedModel folder or .onnx file")
     parser.add_argument("--out_dir", type=Path, required=True, help="folder of the reconstructed images")
-    parser.add_argument("--start", type=_day, help="first date, YYYY-MM-DD (included)")
-    parser.add_argument("--end", type=_day, help="last date, YYYY-MM-DD (included)")
+    parser.add_argument("--start", help="first date, YYYY-MM-DD (included)")
+    parser.add_argument("--end", help="last date, YYYY-MM-DD (included)")
     for name in ("ulx", "uly", "lrx", "lry"):
         parser.add_argument(f"--{name}", type=float, help="area to process, in the tile's CRS (all four, or none)")
     parser.add_argument("--overwrite", action="store_true", help="redo the dates already reconstructed")
@@ -212,9 +230,10 @@ def run(kind: str, args: argparse.Namespace) -> None:
     if any(c is not None for c in corners) and not all(c is not None for c in corners):
         raise InvalidArgumentError("give all of --ulx --uly --lrx --lry, or none")
     area = corners if corners[0] is not None else None
+    period = Period(_day(args.start, "--start"), _day(args.end, "--end"), area)
     reconstruct_series(
         kind, args.s2_dir, args.s1_dir, args.dem, args.model, args.out_dir, inference_options(args),
-        Period(args.start, args.end, area), overwrite=args.overwrite, candidates=getattr(args, "candidates", 3),
+        period, overwrite=args.overwrite, candidates=getattr(args, "candidates", 3),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -118,7 +119,7 @@ def _find_s2_products(tile_dir: Path) -> dict[str, tuple[S2Product, list[int]]]:
     for directory in sorted(tile_dir.iterdir()) if tile_dir.is_dir() else []:
         marker = directory / COMPLETION_MARKER
         if marker.is_file():
-            product = S2Product(directory, parse_s2_product_name(directory.name).acquired)
+            product = S2Product(directory, parse_s2_product_name(str(directory)).acquired)
             found[directory.name] = (product, _signature(marker))
     return found
 
@@ -132,7 +133,7 @@ def _find_s1_images(tile_dir: Path) -> dict[str, tuple[S1Image, list[int]]]:
     """Prepared S1 images of a tile folder (those whose statistics file exists), by name."""
     found = {}
     for path in sorted(tile_dir.glob(f"*{S1_SUFFIX_VVVH}")) if tile_dir.is_dir() else []:
-        name = parse_s1_name(path.name)
+        name = parse_s1_name(str(path))
         image = S1Image(path, name.acquired, name.orbit_direction)
         if image.nodata_stats.is_file():
             found[path.name] = (image, _signature(image.nodata_stats))
@@ -150,16 +151,24 @@ class _Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, dict] = {}
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as content:
-                header = json.loads(str(content["header"]))
-                if header.get("version") == INDEX_VERSION:
-                    for position, (name, signature) in enumerate(header["products"]):
-                        self.entries[name] = {
-                            "signature": signature,
-                            "arrays": [content[f"{position}_{i}"] for i in range(header["arrays"][position])],
-                        }
         self.changed = False
+        if path.is_file():
+            try:
+                self._read(path)
+            except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as error:
+                # A truncated or foreign file (interrupted copy, disk full...): the statistics are read again.
+                log.warning("%s is not a readable catalog index (%s): it is rebuilt", path, error)
+                self.entries, self.changed = {}, True
+
+    def _read(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as content:
+            header = json.loads(str(content["header"]))
+            if header.get("version") == INDEX_VERSION:
+                for position, (name, signature) in enumerate(header["products"]):
+                    self.entries[name] = {
+                        "signature": signature,
+                        "arrays": [content[f"{position}_{i}"] for i in range(header["arrays"][position])],
+                    }
 
     def get(self, name: str, signature: list[int]) -> list[np.ndarray] | None:
         entry = self.entries.get(name)

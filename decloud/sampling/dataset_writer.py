@@ -18,6 +18,7 @@ import numpy as np
 from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
 from decloud.core.errors import DecloudError, InvalidArgumentError
+from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import gdal_environment, open_raster, read_window
 from decloud.preprocessing.generate_roi_rasters import RoisSummary, roi_raster_path
@@ -26,11 +27,10 @@ from decloud.sampling.catalog import TileCatalog, load_tile_catalog
 from decloud.sampling.iterators import select_samples
 from decloud.sampling.sample_reader import SampleReader
 from decloud.sampling.search import SampleTuples, find_tuples
-from decloud.sampling.tfrecords import RecordsWriter
+from decloud.sampling.tfrecords import SHARD_SAMPLES_KEY, SUMMARY_FILE, TOTAL_SAMPLES_KEY, RecordsWriter
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
 #: Samples read ahead of the writer.
 READ_AHEAD = 32
 
@@ -113,7 +113,7 @@ def write_dataset(
         "strategy": options.strategy,
         "tuples_found": {tile: len(part) for tile, part in zip(tiles, found, strict=True)},
         "samples": {tile: int(np.sum(tuples.tile_index[chosen] == i)) for i, tile in enumerate(tiles)},
-        "total_samples": len(chosen),
+        TOTAL_SAMPLES_KEY: len(chosen),
     }
     reader = SampleReader(
         tile_catalogs, options.patchsize, with_20m_bands=options.with_20m_bands, with_dem=options.with_dem
@@ -122,6 +122,7 @@ def write_dataset(
         samples = _read_in_order(reader, tuples, chosen, options.workers)
         for sample in progress(samples, desc=f"{request.output_dir.name} samples", total=len(chosen), unit="sample"):
             writer.write(sample)
+        summary[SHARD_SAMPLES_KEY] = dict(writer.shard_samples)
         writer.attach_json(SUMMARY_FILE, summary)
     log.info("%s: %d samples from %d tuples found", request.output_dir, len(chosen), len(tuples))
     return summary
@@ -158,6 +159,9 @@ def create_tfrecords(
     rois = RoisSummary.load(rois_json)
     layouts = [AcquisitionFactory.get_acquisition(request.layout).resolved(options.seed) for request in requests]
     folder = Path(catalog_dir) if catalog_dir else Path(tiles_json).absolute().parent / ".decloud_catalog"
+    for request in requests:
+        require_output_folder(request.output_dir, f"{request.dataset} records folder")
+    require_output_folder(folder, "catalog folder")
     catalogs = Catalogs(tiles, folder)
     return [
         write_dataset(request, layout, catalogs, rois, options)

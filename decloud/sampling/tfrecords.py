@@ -12,10 +12,12 @@ leaves no truncated shard and no folder without its metadata.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import struct
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,8 +27,18 @@ import numpy as np
 from decloud.core.atomic import atomic_directory
 from decloud.core.errors import DecloudError, InputNotFoundError
 
+log = logging.getLogger(__name__)
+
 TYPES_FILE = "output_types.json"
 SHAPES_FILE = "output_shapes.json"
+#: Summary of a records folder written by create-tfrecords: how many samples it holds, per shard.
+SUMMARY_FILE = "summary.json"
+#: Key of the summary giving the number of samples of each shard (by file name), and of the total.
+SHARD_SAMPLES_KEY = "shard_samples"
+TOTAL_SAMPLES_KEY = "total_samples"
+#: TFRecord framing: a little-endian uint64 length and its uint32 CRC, the data, the data's uint32 CRC.
+_LENGTH_HEADER = struct.Struct("<QI")
+_DATA_CRC_BYTES = 4
 SHARD_SUFFIX = ".records"
 _SHARD_NAME = re.compile(r"^(\d+)\.records$")
 
@@ -59,6 +71,7 @@ class RecordsWriter(AbstractContextManager):
         self.output_dir = Path(output_dir)
         self.n_samples_per_shard = n_samples_per_shard
         self.count = 0
+        self.shard_samples: dict[str, int] = {}  #: shard file name -> samples written in it
         self.types: dict[str, str] = {}
         self.shapes: dict[str, list[int]] = {}
         self._atomic = atomic_directory(self.output_dir)
@@ -79,6 +92,7 @@ class RecordsWriter(AbstractContextManager):
             self._next_shard()
         self._shard.write(serialize_sample(arrays))
         self.count += 1
+        self.shard_samples[self._shard_name] += 1
 
     def attach_json(self, name: str, content: object) -> None:
         """Write a JSON file (e.g. a summary) into the folder; it appears with the shards."""
@@ -101,7 +115,9 @@ class RecordsWriter(AbstractContextManager):
         if self._shard is not None:
             self._shard.close()
         index = self.count // self.n_samples_per_shard
-        self._shard = _tensorflow().io.TFRecordWriter(str(self._work_dir / f"{index}{SHARD_SUFFIX}"))
+        self._shard_name = f"{index}{SHARD_SUFFIX}"
+        self.shard_samples[self._shard_name] = 0
+        self._shard = _tensorflow().io.TFRecordWriter(str(self._work_dir / self._shard_name))
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
@@ -180,6 +196,84 @@ def shard_paths(records_dir: str | os.PathLike[str]) -> list[Path]:
     return [path for _, path in sorted(numbered)]
 
 
+def shard_records(path: Path) -> tuple[int, str | None]:
+    """The number of complete records of a shard, from its framing alone (a seek per record, no data
+    read), and what is wrong with it when it is cut short (its last record runs past the end of the file)."""
+    size = path.stat().st_size
+    count, offset = 0, 0
+    with path.open("rb") as file:
+        while offset < size:
+            header = file.read(_LENGTH_HEADER.size)
+            if len(header) < _LENGTH_HEADER.size:
+                return count, f"shard {path} is truncated: it ends inside the header of record {count + 1}"
+            length, _ = _LENGTH_HEADER.unpack(header)
+            offset += _LENGTH_HEADER.size + length + _DATA_CRC_BYTES
+            if length > size:
+                return count, f"shard {path} is damaged: record {count + 1} declares {length} bytes, more than the file"
+            if offset > size:
+                return count, f"shard {path} is truncated: record {count + 1} needs {offset - size} bytes past its end"
+            file.seek(offset)
+            count += 1
+    return count, None
+
+
+def check_sample_counts(records_dir: str | os.PathLike[str], *, allow_partial: bool = False) -> int:
+    """The number of samples of a records folder, after checking every shard against the folder's
+    summary (``summary.json``, when create-tfrecords wrote one): a truncated or short shard is an error
+    naming it, or with ``allow_partial`` a loud warning (the complete records are then used)."""
+    folder = Path(records_dir)
+    summary_path = folder / SUMMARY_FILE
+    summary = {}
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except json.JSONDecodeError as error:
+            raise RecordsError(f"{summary_path} is not valid JSON: {error}") from error
+    expected = summary.get(SHARD_SAMPLES_KEY, {}) if isinstance(summary, dict) else {}
+    problems, total = [], 0
+    for shard in shard_paths(folder):
+        count, truncated = shard_records(shard)
+        total += count
+        if truncated:
+            problems.append(truncated)
+        elif shard.name in expected and count != expected[shard.name]:
+            problems.append(f"shard {shard} holds {count} samples instead of {expected[shard.name]}")
+    declared = summary.get(TOTAL_SAMPLES_KEY) if isinstance(summary, dict) else None
+    if not problems and isinstance(declared, int) and total != declared:
+        problems.append(f"{folder} holds {total} samples instead of the {declared} of its {SUMMARY_FILE}")
+    if problems and not allow_partial:
+        raise RecordsError("; ".join(problems) + " (write the records again, or use --allow_partial)")
+    for problem in problems:
+        log.warning("INCOMPLETE RECORDS (--allow_partial): %s; only its complete samples are used", problem)
+    return total
+
+
+def corrupt_shard(records_dir: str | os.PathLike[str]) -> Path | None:
+    """The first shard of a folder whose records fail TensorFlow's checksums, if any (reads them all)."""
+    tf = _tensorflow()
+    for shard in shard_paths(records_dir):
+        try:
+            for _ in tf.data.TFRecordDataset(str(shard)):
+                pass
+        except tf.errors.DataLossError:
+            return shard
+    return None
+
+
+@contextmanager
+def corrupt_records_named(records_dirs: Sequence[str | os.PathLike[str]]) -> Iterator[None]:
+    """Turn TensorFlow's DataLossError (a record whose checksum fails, e.g. flipped bytes), which names
+    no file, into a :class:`RecordsError` naming the damaged shard."""
+    tf = _tensorflow()
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        damaged = next((shard for folder in records_dirs if (shard := corrupt_shard(folder))), None)
+        where = f"shard {damaged}" if damaged else f"a shard of {', '.join(map(str, records_dirs))}"
+        reason = (error.message or str(error)).splitlines()[0]
+        raise RecordsError(f"{where} is damaged (write the records again): {reason}") from error
+
+
 def make_dataset(
     records_dir: str | os.PathLike[str],
     *,
@@ -190,12 +284,15 @@ def make_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     shard: tuple[int, int] | None = None,
+    allow_partial: bool = False,
 ) -> Any:
     """A ``tf.data.Dataset`` of dicts key -> tensor with static shapes, from a records folder alone.
 
     ``keys`` selects the keys (all by default; an unknown key is an error naming the available ones);
     ``shard`` = (number of workers, this worker's index) keeps one worker's share of the shards for
     multi-worker training; ``shuffle_buffer`` > 0 shuffles samples (reproducibly with ``seed``).
+    With ``allow_partial``, a shard cut inside a record gives its complete records instead of an error
+    (:func:`check_sample_counts` has warned about it).
     """
     tf = _tensorflow()
     types, shapes = read_metadata(records_dir)
@@ -216,7 +313,12 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shard is not None:
         dataset = dataset.shard(*shard) if len(files) >= shard[0] else dataset
-    dataset = dataset.interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def records(path):
+        shard_dataset = tf.data.TFRecordDataset(path)
+        return shard_dataset.ignore_errors(log_warning=True) if allow_partial else shard_dataset
+
+    dataset = dataset.interleave(records, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if shard is not None and len(files) < shard[0]:
         dataset = dataset.shard(*shard)
     if shuffle_buffer > 0:

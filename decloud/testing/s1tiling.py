@@ -4,7 +4,7 @@ Sentinel-2 products (same default origin and CRS) so that S1 and S2 generated fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from decloud.preprocessing.constants import S1_NODATA
 from decloud.testing.rasters import write_generated_band
 from decloud.testing.regions import Rect, union_mask
 from decloud.testing.texture import texture
-from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, greenness
+from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN
 
 #: Backscatter range (dB) of each polarisation: cross-polarised VH is weaker than VV, as over land.
 DB_RANGES = {"vv": (-20.0, 0.0), "vh": (-25.0, -5.0)}
@@ -40,15 +40,10 @@ def s1tiling_name(
     return f"{satellite}_{tile.removeprefix('T')}_{polarisation}_{orbit_direction}_{relative_orbit:03d}_{stamp}.tif"
 
 
-def sigma0(window: Window, polarisation: str, seed: int, season: float | None = None) -> np.ndarray:
-    """Linear sigma0 (float32, never 0) of ``polarisation`` over ``window``: a texture in dB converted to linear.
-    With ``season``, the backscatter also rises with the vegetation cover of the seasonal landscape that the
-    Sentinel-2 generator draws for the same ``seed`` (:func:`decloud.testing.theia.greenness`), as it does
-    over growing crops, so that the radar tells how green a field is under the clouds."""
+def sigma0(window: Window, polarisation: str, seed: int) -> np.ndarray:
+    """Linear sigma0 (float32, never 0) of ``polarisation`` over ``window``: a texture in dB converted to linear."""
     low, high = DB_RANGES[polarisation]
     share = texture(window, _TEXTURE_BANDS[polarisation], seed).astype(np.float64)
-    if season is not None:
-        share = 0.15 + 0.25 * share + 0.5 * greenness(window, seed, 1, season)
     decibels = low + (high - low) * share
     return (10.0 ** (decibels / 10.0)).astype(np.float32)
 
@@ -67,10 +62,12 @@ def make_s1tiling_pair(
     nodata: Sequence[Rect] = (),
     seed: int = 0,
     time_unknown: bool = False,
-    season: float | None = None,
+    sigma0_values: Callable[[Window, str], np.ndarray] | None = None,
 ) -> tuple[Path, Path]:
     """Write the vv and vh files of one acquisition of ``shape`` (rows, cols at 10 m) in ``out_dir``,
-    0 (no data) inside the ``nodata`` rectangles; return their paths (vv, vh). ``season``: see :func:`sigma0`."""
+    0 (no data) inside the ``nodata`` rectangles; return their paths (vv, vh). The linear sigma0 of
+    ``(window, polarisation)`` is ``sigma0_values``' when given, :func:`sigma0`'s textures otherwise."""
+    draw = sigma0_values or (lambda window, polarisation: sigma0(window, polarisation, seed))
     height, width = shape
     transform = Affine(10.0, 0.0, origin[0], 0.0, -10.0, origin[1])
     paths = []
@@ -86,7 +83,7 @@ def make_s1tiling_pair(
         )
 
         def values(window: Window, polarisation: str = polarisation) -> np.ndarray:
-            return np.where(union_mask(nodata, window), S1_NODATA, sigma0(window, polarisation, seed, season))
+            return np.where(union_mask(nodata, window), S1_NODATA, draw(window, polarisation))
 
         paths.append(
             write_generated_band(

@@ -1,0 +1,176 @@
+"""The engine stops its read-ahead and writer threads on every path out of a run (a model that raises
+mid-image, a writer that fails, Ctrl-C): the caller closes the datasets right after, and a thread still
+reading one of them crashed the process (segmentation fault after Ctrl-C)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from decloud.core.errors import DecloudError, OutputWriteError
+from decloud.core.raster import Grid, write_array
+from decloud.models.export import export_savedmodel
+from decloud.models.registry import create_model
+from decloud.preprocessing.constants import S2_NODATA
+from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
+from decloud.production import streaming
+from decloud.production.backends import ModelBackend
+from decloud.production.sources import RasterSource
+from decloud.production.streaming import OutputSpec, StreamingEngine
+from decloud.testing.theia import make_theia_product
+
+CRS = "EPSG:32631"
+TRANSFORM = rasterio.Affine(10, 0, 600000, 0, -10, 4900020)
+#: 256 x 256 pixels in 32 x 32 tiles: 64 tiles.
+SIDE, TILE = 256, 32
+
+
+class SlowSource(RasterSource):
+    """A raster source whose reads take a while; a read still going on when the source is closed (the
+    engine's caller closes it right after the run) is recorded instead of reading a closed dataset."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+        self.reads_after_close = 0
+        self.closed = False
+
+    def read(self, windows):
+        self.reads += 1
+        time.sleep(0.1)
+        if self.closed:
+            self.reads_after_close += 1
+            raise RuntimeError("read on a closed source")
+        return super().read(windows)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.closed = True
+        super().__exit__(*exc_info)
+
+
+class FailingModel(ModelBackend):
+    """Gives 1000 everywhere, and raises on its ``fail_at``-th call."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.inputs, self.outputs = {"s2_t": 4}, ["s2_estim"]
+        self.fail_at, self.calls = fail_at, 0
+
+    def run(self, inputs, outputs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise DecloudError("the model failed")
+        return {"s2_estim": np.full((*inputs["s2_t"].shape[:3], 4), 1000.0, np.float32)}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> SlowSource:
+    path = tmp_path / "s2.tif"
+    write_array(path, np.full((4, SIDE, SIDE), 500, np.int16), crs=CRS, transform=TRANSFORM, nodata=S2_NODATA)
+    with rasterio.open(path) as dataset:
+        grid = Grid.of(dataset)
+    return SlowSource("s2_t", path, grid, nodata=S2_NODATA)
+
+
+def run_then_close(source: SlowSource, model: ModelBackend, output: Path) -> None:
+    """Run the engine and close the source right after, as the processors do."""
+    spec = OutputSpec("s2_estim", output, ["B2", "B3", "B4", "B8"])
+    with source:
+        StreamingEngine(model, [source], source.reference, [spec], tile_size=TILE, pad=8).run()
+
+
+def assert_stopped(source: SlowSource, output: Path) -> None:
+    """No read went on after the run (while the source was being closed), no writer thread, no file left."""
+    time.sleep(0.5)
+    assert source.reads_after_close == 0
+    assert not [thread for thread in threading.enumerate() if thread.name == "decloud-writer"]
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def test_a_model_raising_mid_image_stops_both_threads(source: SlowSource, tmp_path: Path) -> None:
+    model = FailingModel(fail_at=10)
+    output = tmp_path / "out" / "estim.tif"
+    with pytest.raises(DecloudError, match="the model failed"):
+        run_then_close(source, model, output)
+    assert model.calls == 10
+    assert_stopped(source, output)
+
+
+def test_a_failing_writer_stops_both_threads(source: SlowSource, tmp_path: Path, monkeypatch) -> None:
+    writes = []
+
+    def failing_write(dataset, *args, **kwargs):
+        writes.append(1)
+        if len(writes) == 5:
+            raise OutputWriteError(dataset.name, "simulated I/O error")
+
+    monkeypatch.setattr(streaming, "write_window", failing_write)
+    output = tmp_path / "out" / "estim.tif"
+    with pytest.raises(OutputWriteError, match="simulated I/O error"):
+        run_then_close(source, FailingModel(), output)
+    assert len(writes) == 5  # nothing written once the writer failed
+    assert source.reads < SIDE**2 // TILE**2  # the run stopped early
+    assert_stopped(source, output)
+
+
+def test_the_run_completes_without_fault(source: SlowSource, tmp_path: Path) -> None:
+    """The same run without a fault: every tile read once, the output all 1000."""
+    output = tmp_path / "out" / "estim.tif"
+    run_then_close(source, FailingModel(), output)
+    assert source.reads == SIDE**2 // TILE**2
+    with rasterio.open(output) as dataset:
+        assert (dataset.read() == 1000).all()
+
+
+# --- Ctrl-C on a processor ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crga_s2only_run(tmp_path_factory) -> tuple[list[str], Path]:
+    """A crga-processor command (S2-only CRGA model) over 512 x 512 products in 32 x 32 tiles."""
+    root = tmp_path_factory.mktemp("interrupt")
+    products = [
+        prepare_s2_product(
+            make_theia_product(root / "raw", acquired=datetime(2021, 6, day, 10), shape=(512, 512)), root
+        )
+        for day in (2, 7)
+    ]
+    model = create_model("crga_os1_unet", filters=4, depth=2, with_s1=False)
+    savedmodel = export_savedmodel(model.model(), model, root / "savedmodel")
+    out = root / "out"
+    argv = [sys.executable, "-m", "decloud", "crga-processor", "--il_s2before", str(products[0])]
+    argv += ["--in_s2", str(products[1]), "--savedmodel", str(savedmodel), "--output", str(out / "rec.tif")]
+    return [*argv, "--ts", "32", "--pad", "16"], out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.5, 1.5])
+def test_ctrl_c_during_inference_exits_130_and_leaves_nothing(crga_s2only_run, delay: float) -> None:
+    argv, out = crga_s2only_run
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.iterdir())):  # the engine has created its output: streaming
+        assert process.poll() is None, process.communicate()
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no output after 120 s: {process.communicate()}")
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("the processor hung after Ctrl-C")
+    assert process.returncode == 130, stderr  # not -11 (SIGSEGV) or -6 (SIGABRT)
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []
