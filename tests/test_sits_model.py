@@ -118,8 +118,10 @@ def test_padding_does_not_change_the_representation(backbone):
 
 
 @pytest.mark.slow
-def test_pretraining_lowers_the_loss_logs_the_effective_rank_and_saves_the_encoder(small_store, tmp_path):
+@pytest.mark.parametrize("strategy", ["single", "mirrored"])
+def test_pretraining_lowers_the_loss_logs_the_effective_rank_and_saves_the_encoder(small_store, tmp_path, strategy):
     config = PretrainConfig(
+        strategy=strategy,
         store=small_store,
         out_dir=tmp_path / "encoder",
         backbone="mlp",
@@ -144,3 +146,12 @@ def test_pretraining_lowers_the_loss_logs_the_effective_rank_and_saves_the_encod
     }
     np.testing.assert_allclose(encoder.predict(probe, verbose=0), result.encoder.predict(probe, verbose=0), atol=1e-6)
     assert any((tmp_path / "logs").rglob("*tfevents*"))
+
+
+def test_pretraining_a_missing_store_is_one_error_line(tmp_path, capsys):
+    from decloud.cli import main as decloud_main
+
+    status = decloud_main(["sits-pretrain", "--store", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "e")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(error) == 1 and "none.zarr" in error[0]
+    assert not (tmp_path / "e").exists()
