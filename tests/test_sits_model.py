@@ -155,3 +155,13 @@ def test_pretraining_a_missing_store_is_one_error_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(error) == 1 and "none.zarr" in error[0]
     assert not (tmp_path / "e").exists()
+
+
+def test_pretraining_never_replaces_an_existing_folder(small_store, tmp_path, capsys):
+    from decloud.cli import main as decloud_main
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's notes")
+    assert decloud_main(["sits-pretrain", "--store", str(small_store), "--out", str(tmp_path / "mine")]) == 1
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's notes"
+    assert "exists" in capsys.readouterr().err

@@ -219,6 +219,8 @@ def evaluate(config: FinetuneConfig) -> dict[str, Scores]:
         raise InvalidArgumentError(f"unknown methods {sorted(unknown)} (known: {', '.join(METHODS)})")
     if config.encoder is None and set(config.methods) & set(PRETRAINED_METHODS):
         raise InvalidArgumentError(f"{', '.join(PRETRAINED_METHODS)} need a pretrained encoder (--encoder)")
+    if Path(config.out_dir).exists():
+        raise InvalidArgumentError(f"{config.out_dir} exists: the results are written into a new folder")
     store = SeriesStore(config.store)
     metadata = None
     if config.encoder is not None:

@@ -204,6 +204,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     for name in ("view_length", "batch", "epochs", "steps_per_epoch", "dim"):
         if getattr(config, name) <= 0:
             raise InvalidArgumentError(f"{name} must be positive, not {getattr(config, name)}")
+    if Path(config.out_dir).exists():
+        raise InvalidArgumentError(f"{config.out_dir} exists: the encoder is written into a new folder")
     strategy = make_strategy(config.strategy)
     store = SeriesStore(config.store)
     if config.source not in store.sources:
