@@ -29,6 +29,12 @@ COMMANDS: dict[str, str] = {
     "superres": "decloud.superres.superres_command",
     "superres-export-onnx": "decloud.superres.export_card",
     "demo": "decloud.demo.main",
+    "sits-extract": "decloud.sits.extract",
+    "sits-pretrain": "decloud.sits.pretrain_command",
+    "sits-finetune": "decloud.sits.finetune_command",
+    "sits-embed": "decloud.sits.embed_command",
+    "sits-classify": "decloud.sits.classify_command",
+    "sits-export-onnx": "decloud.sits.onnx_export",
 }
 
 
@@ -47,7 +53,10 @@ def _flag_row(action: argparse.Action) -> str:
     elif action.choices is not None and not isinstance(action.choices, range):
         value = " | ".join(str(choice) for choice in action.choices)
     else:
-        value = (action.metavar or action.dest.upper()) + (" ..." if action.nargs in ("+", "*") else "")
+        metavar = action.metavar or action.dest.upper()
+        value = (" ".join(metavar) if isinstance(metavar, tuple) else metavar) + (
+            " ..." if action.nargs in ("+", "*") else ""
+        )
     default = "required" if action.required else ("" if action.default in (None, False) else f"`{action.default}`")
     return f"| {flags} | {_markdown(value)} | {default} | {_markdown(action.help or '')} |"
 

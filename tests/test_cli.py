@@ -49,6 +49,21 @@ COMMAND_FLAGS = {
     "superres": ["--in_image", "--out", "--model", "--ts", "--bicubic", "--cog"],
     "superres-export-onnx": ["--savedmodel", "--output"],
     "demo": ["--out", "--seed"],
+    "sits-extract": [
+        "--s2_dir", "--from_npy", "--tile", "--out", "--window", "--reference_year", "--export_npy", "--overwrite",
+    ],
+    "sits-pretrain": [
+        "--store", "--out", "--source", "--backbone", "--dim", "--depth", "--heads", "--projector", "--view_length",
+        "--noise", "--lambda", "--batch", "--epochs", "--steps_per_epoch", "--learning_rate", "--seed", "--logdir",
+        "--strategy",
+    ],
+    "sits-finetune": [
+        "--store", "--labels", "--class_field", "--encoder", "--out", "--methods", "--test_share", "--labelled_share",
+        "--epochs", "--batch", "--learning_rate", "--max_pixels_per_parcel", "--seed",
+    ],
+    "sits-embed": ["--encoder", "--store", "--out", "--dtype", "--window", "--no_pca", "--overwrite"],
+    "sits-classify": ["--classifier", "--store", "--out", "--window", "--overwrite"],
+    "sits-export-onnx": ["--encoder", "--output", "--opset"],
 }  # fmt: skip
 
 

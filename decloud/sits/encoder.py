@@ -1,0 +1,126 @@
+"""Per-pixel time-series encoders (Keras 3): an observation is its bands plus its day number; a backbone turns a
+variable-length, possibly padded sequence of observations into one representation vector.
+
+- ``mlp``: each observation through the same MLP, then the mean over the real observations;
+- ``transformer``: self-attention over the observations (padding masked out of the keys), then the mean.
+
+Both take the prepared values (reflectance x 10000) and standardise them inside the graph with the band mean
+and standard deviation of the training store, so a saved encoder is fed raw store values. Inputs:
+``values`` (batch, length, C) float32, ``doys`` (batch, length) float32 (decloud.sits.dates), ``mask``
+(batch, length) float32, 1 on real observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from decloud.core.errors import InvalidArgumentError
+
+#: Backbone names.
+BACKBONES = ("mlp", "transformer")
+#: Longest period, in days, of the sinusoidal day-number encoding (periods are geometric up to it).
+DOY_MAX_PERIOD = 10000.0
+
+
+@keras.saving.register_keras_serializable(package="decloud_sits")
+class Standardise(layers.Layer):
+    """(values - mean) / std with fixed per-band constants."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.mean, self.std = [float(v) for v in mean], [float(v) if v > 0 else 1.0 for v in std]
+
+    def call(self, values):
+        return (values - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="decloud_sits")
+class DayOfYearEncoding(layers.Layer):
+    """Sinusoids of the day number: sin and cos of doy x 2 pi / period, periods geometric from 1 to 10000 days."""
+
+    def __init__(self, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dim = dim
+
+    def call(self, doys):
+        half = self.dim // 2
+        frequencies = 1.0 / DOY_MAX_PERIOD ** (np.arange(half, dtype=np.float32) / half)
+        angles = ops.expand_dims(doys, -1) * frequencies
+        return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package="decloud_sits")
+class MaskedMean(layers.Layer):
+    """Mean over the sequence axis of the positions where the mask is 1 (0 when there is none)."""
+
+    def call(self, sequence, mask):
+        weights = ops.expand_dims(mask, -1)
+        return ops.sum(sequence * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="decloud_sits")
+class KeyPaddingMask(layers.Layer):
+    """(batch, length, length) attention mask: every query may attend to the real observations only."""
+
+    def call(self, mask):
+        keys = ops.expand_dims(mask > 0.5, 1)
+        return ops.logical_and(ops.ones_like(ops.expand_dims(mask > 0.5, 2)), keys)
+
+
+def build_encoder(
+    backbone: str,
+    *,
+    bands: int,
+    band_mean: Sequence[float],
+    band_std: Sequence[float],
+    dim: int = 64,
+    depth: int = 2,
+    heads: int = 4,
+) -> keras.Model:
+    """The encoder ``backbone`` (one of BACKBONES) producing (batch, dim) representations."""
+    values = keras.Input((None, bands), name="values")
+    doys = keras.Input((None,), name="doys")
+    mask = keras.Input((None,), name="mask")
+    observation = layers.Concatenate()([Standardise(band_mean, band_std)(values), DayOfYearEncoding(dim)(doys)])
+    x = layers.Dense(dim)(observation)
+    if backbone == "mlp":
+        for _ in range(depth):
+            x = layers.Dense(dim, activation="relu")(x)
+    elif backbone == "transformer":
+        attention_mask = KeyPaddingMask()(mask)
+        for _ in range(depth):
+            attended = layers.MultiHeadAttention(heads, dim // heads)(x, x, attention_mask=attention_mask)
+            x = layers.LayerNormalization()(x + attended)
+            feed = layers.Dense(dim, activation="relu")(layers.Dense(2 * dim, activation="relu")(x))
+            x = layers.LayerNormalization()(x + feed)
+    else:
+        raise InvalidArgumentError(f"unknown backbone {backbone!r} (known: {', '.join(BACKBONES)})")
+    representation = layers.Dense(dim)(MaskedMean()(x, mask))
+    return keras.Model({"values": values, "doys": doys, "mask": mask}, representation, name=f"sits_{backbone}")
+
+
+def build_projector(dim: int, width: int) -> keras.Sequential:
+    """The projector of Barlow Twins: three layers, batch normalisation and ReLU between them."""
+    return keras.Sequential(
+        [
+            keras.Input((dim,)),
+            layers.Dense(width),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.Dense(width),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.Dense(width),
+        ],
+        name="projector",
+    )

@@ -1,0 +1,94 @@
+"""``decloud sits-pretrain``: Barlow Twins pretraining of a per-pixel time-series encoder from a series store.
+
+decloud sits-pretrain --store T31TEJ.zarr --out encoder/ [--backbone transformer] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from decloud.core.cli import run_command
+from decloud.models.training import STRATEGIES
+from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT
+from decloud.sits.encoder import BACKBONES
+from decloud.sits.pretrain import PretrainConfig, pretrain
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = PretrainConfig(store=Path(), out_dir=Path())
+    parser = argparse.ArgumentParser(
+        prog="decloud sits-pretrain",
+        description="Self-supervised (Barlow Twins) pretraining of a per-pixel time-series encoder on the series "
+        "of a store: two random subsets of each pixel's valid dates are driven to the same embedding. Writes "
+        "encoder.keras and sits_encoder.json (bands, normalisation, view length, day-number convention).",
+    )
+    parser.add_argument("--store", required=True, help="series store written by decloud sits-extract")
+    parser.add_argument("--out", required=True, help="folder of the trained encoder")
+    parser.add_argument("--source", default=defaults.source, help="source of the store to train on")
+    parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
+    parser.add_argument("--dim", type=int, default=defaults.dim, help="size of the representation")
+    parser.add_argument("--depth", type=int, default=defaults.depth, help="layers (MLP) or attention blocks")
+    parser.add_argument("--heads", type=int, default=defaults.heads, help="attention heads (transformer)")
+    parser.add_argument("--projector", type=int, default=defaults.projector, help="width of the projector")
+    parser.add_argument(
+        "--view_length",
+        type=int,
+        default=defaults.view_length,
+        help="observations per view (pixels with fewer valid dates get padded views)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=defaults.noise,
+        help="Gaussian jitter of the view values, in band standard deviations",
+    )
+    parser.add_argument(
+        "--lambda",
+        dest="redundancy_weight",
+        type=float,
+        default=DEFAULT_REDUNDANCY_WEIGHT,
+        help="weight of the off-diagonal (redundancy) terms of the loss",
+    )
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="samples per batch and replica")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--steps_per_epoch", type=int, default=defaults.steps_per_epoch)
+    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--logdir", help="TensorBoard folder (loss and effective rank per epoch)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    config = PretrainConfig(
+        store=Path(args.store),
+        out_dir=Path(args.out),
+        source=args.source,
+        backbone=args.backbone,
+        dim=args.dim,
+        depth=args.depth,
+        heads=args.heads,
+        projector=args.projector,
+        view_length=args.view_length,
+        noise=args.noise,
+        redundancy_weight=args.redundancy_weight,
+        batch=args.batch,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        logdir=Path(args.logdir) if args.logdir else None,
+        strategy=args.strategy,
+    )
+    pretrain(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Embedding maps: values are the encoder's on each pixel's series, on the store's grid, int8 within half a
+quantisation step of float32, independent of the window size, no-data where a pixel has no valid date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from decloud.cli import main as decloud_main
+from decloud.sits import maps
+from decloud.sits.encoder import build_encoder
+from decloud.sits.pretrain import load_encoder, save_encoder
+from decloud.sits.store import SeriesStore, import_npy
+from decloud.testing.series import write_series_npy
+
+BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("maps")
+    folder = write_series_npy(root / "processed", shape=(150, 140))
+    store = import_npy(folder, root / "s.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000)
+    info = SeriesStore(store).sources["s2"]
+    encoder = build_encoder(
+        "transformer", bands=10, band_mean=info.band_mean, band_std=info.band_std, dim=6, depth=1, heads=2
+    )
+    metadata = {
+        "source": "s2",
+        "bands": list(BANDS),
+        "max_length": 12,
+        "dim": 6,
+        "band_mean": info.band_mean.tolist(),
+        "band_std": info.band_std.tolist(),
+    }
+    save_encoder(encoder, metadata, root / "encoder")
+    return root, store, root / "encoder"
+
+
+def test_float32_map_holds_the_encoder_output_of_each_pixel_series(setup):
+    root, store, encoder_dir = setup
+    assert (
+        decloud_main(
+            [
+                "sits-embed",
+                "--encoder",
+                str(encoder_dir),
+                "--store",
+                str(store),
+                "--out",
+                str(root / "f.tif"),
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
+    )
+    encoder, _ = load_encoder(encoder_dir)
+    values, valid = SeriesStore(store).read("s2")
+    doys = SeriesStore(store).sources["s2"].doys
+    with rasterio.open(root / "f.tif") as dataset:
+        assert dataset.count == 6 and (dataset.height, dataset.width) == (150, 140)
+        embedding = dataset.read()
+    for row, col in ((0, 0), (20, 7), (149, 100), (130, 139), (64, 64)):
+        inputs = {
+            "values": values[:, row, col][np.newaxis].astype(np.float32),
+            "doys": doys[np.newaxis].astype(np.float32),
+            "mask": valid[:, row, col][np.newaxis].astype(np.float32),
+        }
+        np.testing.assert_allclose(embedding[:, row, col], encoder.predict(inputs, verbose=0)[0], atol=1e-4)
+    assert np.isnan(embedding[:, -3:, -3:]).all()  # no valid observation
+    assert not np.isnan(embedding[:, :-3]).any()
+    with rasterio.open(root / "f_pca.tif") as dataset:
+        colour = dataset.read()
+        assert dataset.dtypes[0] == "uint8" and dataset.nodata == 0
+    assert (colour[:, -3:, -3:] == 0).all() and (colour[:, :-3] > 0).all()
+    with rasterio.open(root / "f_pca.png") as png:
+        assert (png.count, png.height, png.width) == (3, 150, 140)
+
+
+def test_int8_map_is_within_half_a_step_and_independent_of_the_window_size(setup, monkeypatch):
+    root, store, encoder_dir = setup
+    maps.embed(encoder_dir, store, root / "q.tif", dtype="int8", pca=False)
+    if not (root / "f.tif").exists():
+        maps.embed(encoder_dir, store, root / "f.tif", dtype="float32", pca=False)
+    with rasterio.open(root / "q.tif") as dataset, rasterio.open(root / "f.tif") as exact:
+        stored = dataset.read()
+        scales, offsets = np.array(dataset.scales)[:, None, None], np.array(dataset.offsets)[:, None, None]
+        truth = exact.read()
+        assert dataset.nodata == -128 and dataset.dtypes[0] == "int8"
+    assert (stored[:, -3:, -3:] == -128).all()
+    inside = (np.abs(stored) < 127) & ~np.isnan(truth)
+    assert inside.mean() > 0.99
+    error = np.abs(stored * scales + offsets - truth)
+    assert (error[inside] <= (np.broadcast_to(scales, error.shape)[inside] / 2) * 1.001).all()
+    monkeypatch.setattr(maps, "MAP_WINDOW", 64)
+    maps.embed(encoder_dir, store, root / "q64.tif", dtype="int8", pca=False)
+    with rasterio.open(root / "q64.tif") as other:
+        np.testing.assert_array_equal(other.read(), stored)
+
+
+def test_a_window_map_lies_on_the_store_grid(setup):
+    root, store, encoder_dir = setup
+    maps.embed(encoder_dir, store, root / "w.tif", dtype="float32", window=maps.Window(10, 20, 30, 40), pca=False)
+    if not (root / "f.tif").exists():
+        maps.embed(encoder_dir, store, root / "f.tif", dtype="float32", pca=False)
+    with rasterio.open(root / "w.tif") as part, rasterio.open(root / "f.tif") as whole:
+        assert (part.height, part.width) == (40, 30)
+        assert part.transform == whole.transform * rasterio.Affine.translation(10, 20)
+        np.testing.assert_allclose(part.read(), whole.read()[:, 20:60, 10:40], atol=1e-5)
+
+
+def test_an_existing_output_is_kept_without_overwrite(setup, capsys):
+    root, store, encoder_dir = setup
+    (root / "kept.tif").write_text("not ours")
+    status = decloud_main(
+        ["sits-embed", "--encoder", str(encoder_dir), "--store", str(store), "--out", str(root / "kept.tif")]
+    )
+    assert status == 1 and (root / "kept.tif").read_text() == "not ours"
+    assert "kept.tif" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_onnx_export_of_the_encoder_agrees_with_keras_and_says_how_to_feed_it(setup):
+    import json
+
+    from decloud.models.onnx_export import run_onnx
+
+    root, _, encoder_dir = setup
+    assert decloud_main(["sits-export-onnx", "--encoder", str(encoder_dir), "--output", str(root / "e.onnx")]) == 0
+    metadata = json.loads((root / "e.json").read_text())
+    assert metadata["bands"] == list(BANDS) and metadata["max_length"] == 12
+    encoder, _ = load_encoder(encoder_dir)
+    feed = {
+        "values": np.full((2, 5, 10), 1200, np.float32),
+        "doys": np.tile(np.float32([10, 40, 70, 400, 700]), (2, 1)),
+        "mask": np.float32([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]),
+    }
+    (onnx_output,) = run_onnx(root / "e.onnx", feed).values()
+    np.testing.assert_allclose(onnx_output, encoder.predict(feed, verbose=0), atol=1e-4)

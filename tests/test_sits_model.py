@@ -1,0 +1,167 @@
+"""The time-series encoder's objective and metric against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from decloud.sits.barlow import barlow_twins_loss, cross_correlation, effective_rank
+
+
+def test_barlow_twins_loss_of_a_hand_computed_2x2_example():
+    # Columns standardised over the 2 samples: first (-1, 1) and (1, -1), second (-1, 1) and (-1, 1).
+    first = np.array([[1.0, 5.0], [3.0, 1.0]], np.float32)
+    second = np.array([[0.0, 0.0], [2.0, 2.0]], np.float32)
+    np.testing.assert_allclose(np.asarray(cross_correlation(first, second)), [[1, 1], [-1, -1]], atol=1e-6)
+    # diagonal (1, -1): (1 - 1)^2 + (1 + 1)^2 = 4; off-diagonal 1^2 + (-1)^2 = 2
+    assert float(barlow_twins_loss(first, second, 0.005)) == pytest.approx(4.0 + 0.005 * 2, abs=1e-5)
+
+
+def test_barlow_twins_loss_of_a_hand_computed_3x3_example():
+    # Every column is a permutation of (0, 1, 2), standardised to a permutation of (-a, 0, a), a^2 = 3/2;
+    # C_ij is the dot product of the two permutations divided by 3.
+    first = np.array([[0, 2, 1], [1, 1, 0], [2, 0, 2]], np.float32)
+    second = np.array([[0, 0, 2], [1, 2, 0], [2, 1, 1]], np.float32)
+    expected = [[1, 0.5, -0.5], [-1, -0.5, 0.5], [0.5, -0.5, 0.5]]
+    np.testing.assert_allclose(np.asarray(cross_correlation(first, second)), expected, atol=1e-6)
+    # diagonal (1, -0.5, 0.5): 0 + 2.25 + 0.25 = 2.5; off-diagonal squares: 0.25 * 5 + 1 = 2.25
+    assert float(barlow_twins_loss(first, second, 0.1)) == pytest.approx(2.5 + 0.1 * 2.25, abs=1e-5)
+
+
+def test_identical_decorrelated_views_have_zero_loss():
+    views = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float32)
+    assert float(barlow_twins_loss(views, views, 1.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_effective_rank_of_identity_and_rank_one_matrices():
+    assert effective_rank(np.eye(6)) == pytest.approx(6.0)
+    assert effective_rank(np.outer([1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 0.5])) == pytest.approx(1.0)
+    # singular values (3, 1): p = (3/4, 1/4)
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert effective_rank(np.diag([3.0, 1.0])) == pytest.approx(expected)
+    assert effective_rank(np.zeros((3, 3))) == 0.0
+
+
+# --- views, encoders, pretraining --------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from decloud.sits.encoder import build_encoder  # noqa: E402
+from decloud.sits.pretrain import PretrainConfig, load_encoder, pretrain, view_pairs  # noqa: E402
+from decloud.sits.store import SeriesStore, import_npy  # noqa: E402
+from decloud.sits.views import sample_view  # noqa: E402
+from decloud.testing.series import write_series_npy  # noqa: E402
+
+BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
+
+
+def test_a_view_is_a_sorted_subset_of_distinct_valid_dates():
+    values = np.arange(6 * 2, dtype=np.int16).reshape(6, 2)
+    doys = np.array([10, 20, 30, 40, 50, 60])
+    valid = np.array([1, 0, 1, 1, 0, 1], bool)
+    for seed in range(20):
+        view = sample_view(values, doys, valid, 3, np.random.default_rng(seed))
+        assert view.mask.tolist() == [True, True, True]
+        assert len(set(view.doys)) == 3 and set(view.doys) <= {10, 30, 40, 60}
+        assert list(view.doys) == sorted(view.doys)
+        np.testing.assert_array_equal(view.values, values[(view.doys.astype(int) // 10) - 1])
+
+
+def test_a_series_shorter_than_the_view_is_padded_and_masked():
+    values = np.arange(6 * 2, dtype=np.int16).reshape(6, 2) + 1
+    valid = np.array([1, 0, 1, 1, 0, 1], bool)
+    view = sample_view(values, np.arange(1, 7) * 10, valid, 6, np.random.default_rng(0))
+    assert view.mask.tolist() == [True, True, True, True, False, False]
+    np.testing.assert_array_equal(view.doys, [10, 30, 40, 60, 0, 0])
+    np.testing.assert_array_equal(view.values, [[1, 2], [5, 6], [7, 8], [11, 12], [0, 0], [0, 0]])
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    folder = write_series_npy(tmp_path_factory.mktemp("npy") / "processed")
+    return import_npy(folder, folder.parent / "small.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000)
+
+
+def test_training_samples_trace_back_to_their_tile_pixel(small_store):
+    store = SeriesStore(small_store)
+    values, valid = store.read("s2")
+    config = PretrainConfig(store=small_store, out_dir=Path("unused"), view_length=4)
+    for inputs, trace in view_pairs(store, config).take(50):
+        row, col = int(trace["row"]), int(trace["col"])
+        assert trace["tile"].numpy() == b"T31TEJ"
+        assert not (row < 5 and col < 5)  # a single valid date: not a sample
+        for view in (inputs["first"], inputs["second"]):
+            assert view["mask"].numpy().all()
+            dates = [int(np.flatnonzero(store.sources["s2"].doys == doy)[0]) for doy in view["doys"].numpy()]
+            assert valid[dates, row, col].all()
+            np.testing.assert_array_equal(view["values"].numpy(), values[dates, row, col])
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "transformer"])
+def test_padding_does_not_change_the_representation(backbone):
+    encoder = build_encoder(backbone, bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=8, depth=1, heads=2)
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 5000, (2, 3, 10)).astype(np.float32)
+    doys = np.array([[10, 50, 200], [30, 31, 400]], np.float32)
+    short = encoder.predict({"values": values, "doys": doys, "mask": np.ones((2, 3), np.float32)}, verbose=0)
+    padded_values = np.concatenate([values, rng.uniform(0, 9000, (2, 2, 10)).astype(np.float32)], axis=1)
+    padded = {
+        "values": padded_values,
+        "doys": np.concatenate([doys, [[500, 9], [77, 1]]], axis=1).astype(np.float32),
+        "mask": np.array([[1, 1, 1, 0, 0]] * 2, np.float32),
+    }
+    np.testing.assert_allclose(encoder.predict(padded, verbose=0), short, atol=1e-5)
+    other = {"values": values, "doys": doys + 100, "mask": np.ones((2, 3), np.float32)}
+    assert np.abs(encoder.predict(other, verbose=0) - short).max() > 1e-3  # the day numbers matter
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["single", "mirrored"])
+def test_pretraining_lowers_the_loss_logs_the_effective_rank_and_saves_the_encoder(small_store, tmp_path, strategy):
+    config = PretrainConfig(
+        strategy=strategy,
+        store=small_store,
+        out_dir=tmp_path / "encoder",
+        backbone="mlp",
+        dim=8,
+        depth=1,
+        projector=16,
+        view_length=4,
+        batch=64,
+        epochs=3,
+        steps_per_epoch=8,
+        logdir=tmp_path / "logs",
+    )
+    result = pretrain(config)
+    assert len(result.loss) == 3 and result.loss[-1] < result.loss[0]
+    assert len(result.effective_rank) == 4 and all(1.0 <= value <= 8.0 for value in result.effective_rank)
+    encoder, metadata = load_encoder(tmp_path / "encoder")
+    assert metadata["bands"] == list(BANDS) and metadata["max_length"] == 4
+    probe = {
+        "values": np.full((1, 2, 10), 1500, np.float32),
+        "doys": np.array([[100, 200]], np.float32),
+        "mask": np.ones((1, 2), np.float32),
+    }
+    np.testing.assert_allclose(encoder.predict(probe, verbose=0), result.encoder.predict(probe, verbose=0), atol=1e-6)
+    assert any((tmp_path / "logs").rglob("*tfevents*"))
+
+
+def test_pretraining_a_missing_store_is_one_error_line(tmp_path, capsys):
+    from decloud.cli import main as decloud_main
+
+    status = decloud_main(["sits-pretrain", "--store", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "e")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(error) == 1 and "none.zarr" in error[0]
+    assert not (tmp_path / "e").exists()
+
+
+def test_pretraining_never_replaces_an_existing_folder(small_store, tmp_path, capsys):
+    from decloud.cli import main as decloud_main
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's notes")
+    assert decloud_main(["sits-pretrain", "--store", str(small_store), "--out", str(tmp_path / "mine")]) == 1
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's notes"
+    assert "exists" in capsys.readouterr().err
