@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from decloud.core.errors import DecloudError
+from decloud.core.interrupts import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
 
 log = logging.getLogger("decloud")
 
@@ -22,10 +23,14 @@ def run_command(
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        action(args)
+        with sigterm_as_interrupt():
+            action(args)
     except DecloudError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{parser.prog}: terminated", file=sys.stderr)
+        return TERMINATED_STATUS
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130

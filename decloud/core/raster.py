@@ -21,6 +21,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
+from decloud.core.atomic import WRITER, WRITER_TAG
 from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, InvalidArgumentError
 from decloud.preprocessing.constants import PATCH_SIZE
 
@@ -174,8 +175,7 @@ def create_geotiff(
             raise InvalidArgumentError(f"{len(descriptions)} band descriptions for {profile['count']} bands")
         for index, description in enumerate(descriptions, start=1):
             dataset.set_band_description(index, description)
-    if tags:
-        dataset.update_tags(**{key: str(value) for key, value in tags.items()})
+    dataset.update_tags(**{WRITER_TAG: WRITER}, **{key: str(value) for key, value in (tags or {}).items()})
     return dataset
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from decloud.core.atomic import outputs_to_write
 from decloud.core.errors import InvalidArgumentError
 from decloud.models import checkpoints
 from decloud.models.callbacks import MultiValidation, Summaries, validation_names
@@ -57,6 +58,7 @@ class TrainingConfig:
     load_ckpt_dir: Path | None = None
     logdir: Path | None = None
     out_savedmodel: Path | None = None
+    overwrite: bool = False  #: replace an ``out_savedmodel`` already written by decloud
     previews: bool = False
     all_metrics: bool = False
     valid_only: bool = False
@@ -94,6 +96,10 @@ def _check_config(config: TrainingConfig) -> None:
         raise InvalidArgumentError("--training_record is required (unless --valid_only)")
     if config.save_best and config.save_ckpt_dir is None:
         raise InvalidArgumentError("--save_best needs --save_ckpt_dir (where best.weights.h5 is kept)")
+    # Before training, not after hours of it: an output decloud did not write is never replaced, and
+    # one it wrote only with --overwrite (a training run is resumed from checkpoints, not skipped).
+    if config.out_savedmodel is not None and not outputs_to_write([config.out_savedmodel], config.overwrite):
+        raise InvalidArgumentError(f"{config.out_savedmodel} is already a SavedModel: --overwrite to replace it")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -28,6 +28,7 @@ import numpy as np
 from affine import Affine
 
 from decloud.core import keys
+from decloud.core.atomic import outputs_to_write, skip_message
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid, open_raster
 from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
@@ -61,6 +62,7 @@ class InferenceOptions:
     keep_clear: bool = False
     write_intermediate: bool = False
     cog: bool = False
+    overwrite: bool = False  #: replace outputs already written (else they are kept and the run skipped)
 
 
 @dataclass
@@ -206,6 +208,10 @@ def reconstruct(
     intermediate = (
         {key: output.with_name(f"{output.stem}_input_{key}.tif") for key in fed} if options.write_intermediate else None
     )
+    written = [output, *([output_20m] if output_20m else []), *(intermediate or {}).values()]
+    if not outputs_to_write(written, options.overwrite):
+        log.info(skip_message(written))
+        return written
     pad = options.pad if options.pad is not None else (model.margin or DEFAULT_PAD)
     pad = -(-pad // model.size_multiple) * model.size_multiple
     engine = StreamingEngine(
@@ -297,6 +303,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = T
         help="also write the inputs fed to the model (<output>_input_<key>.tif)",
     )
     parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs with overviews")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already written by decloud")
 
 
 def inference_options(args: argparse.Namespace) -> InferenceOptions:
@@ -308,4 +315,5 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
         keep_clear=getattr(args, "keep_clear", False),
         write_intermediate=args.write_intermediate,
         cog=args.cog,
+        overwrite=args.overwrite,
     )
