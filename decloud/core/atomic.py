@@ -166,11 +166,14 @@ def _is_free(path: Path) -> bool:
 
 
 def outputs_to_write(paths: Iterable[str | os.PathLike[str]], overwrite: bool) -> bool:
-    """Apply the rule to the outputs of a command before it writes anything: raise
+    """Apply the rule to the outputs of a command before it writes anything (and remove what killed runs
+    left of them): raise
     :class:`ForeignOutputError` for the first one that exists and is not a complete output of decloud;
     return False when all of them are ours and complete and ``overwrite`` is not set (nothing to do),
     True otherwise."""
     paths = [Path(path) for path in paths]
+    for path in paths:
+        remove_stale_temporaries(path)
     taken = [path for path in paths if not _is_free(path)]
     for path in taken:
         if not written_by_decloud(path):
@@ -203,22 +206,21 @@ def _exchange(first: Path, second: Path) -> bool:
     raise OSError(code, os.strerror(code), str(second))
 
 
-def _publish(temporary: Path, final: Path) -> None:
-    """Make the complete ``temporary`` visible as ``final`` in one step; an existing ``final`` folder is
-    swapped out atomically where the system allows (readers see the old or the new, never nothing) and
-    deleted afterwards."""
+def _publish(temporary: Path, final: Path) -> Path | None:
+    """Make the complete ``temporary`` visible as ``final`` in one step; return where the previous
+    ``final`` folder now is (a temporary name, deleted by the caller), if there was one. An existing
+    folder is swapped out atomically where the system allows: readers see the old or the new, never none."""
     if final.is_dir() and not final.is_symlink() and any(final.iterdir()):
         if _exchange(temporary, final):
-            shutil.rmtree(temporary)  # now the previous version, under a temporary name
-            return
+            return temporary  # now the previous version
         previous = temporary_sibling(final)
         os.replace(final, previous)
         os.replace(temporary, final)
-        shutil.rmtree(previous)
-        return
+        return previous
     if final.is_dir() and not temporary.is_dir():
         final.rmdir()  # an empty folder in the way of a file
     os.replace(temporary, final)
+    return None
 
 
 class Outputs:
@@ -226,7 +228,8 @@ class Outputs:
     metadata last), once every one of them is complete."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []
+        self._pending: list[tuple[Path, Path]] = []  #: (temporary, final) not yet published
+        self._replaced: list[Path] = []  #: previous versions of published folders, under temporary names
 
     def file(self, final_path: str | os.PathLike[str]) -> Path:
         """A temporary path to write instead of ``final_path``."""
@@ -246,11 +249,6 @@ class Outputs:
         self._pending.append((temporary, final))
         return temporary
 
-    def discard(self, temporary: Path) -> None:
-        """Give up one declared output (its temporary is deleted, nothing is published for it)."""
-        self._pending = [(t, f) for t, f in self._pending if t != temporary]
-        _remove(temporary)
-
     def _publish_all(self) -> None:
         for temporary, _ in self._pending:
             marker = temporary / COMPLETION_MARKER
@@ -258,13 +256,17 @@ class Outputs:
                 marker.write_text(json.dumps({SIGNATURE_KEY: decloud.__version__}) + "\n")
         while self._pending:
             temporary, final = self._pending[0]
-            _publish(temporary, final)
+            replaced = _publish(temporary, final)
             self._pending.pop(0)
+            if replaced is not None:
+                self._replaced.append(replaced)
+        self._remove_all()  # the previous versions, once every new output is in place
 
     def _remove_all(self) -> None:
-        for temporary, _ in self._pending:
+        for temporary in [t for t, _ in self._pending] + self._replaced:
             _remove(temporary)
         self._pending.clear()
+        self._replaced.clear()
 
 
 @contextmanager

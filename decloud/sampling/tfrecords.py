@@ -138,14 +138,15 @@ def serialize_tensor(array: np.ndarray) -> bytes:
 
 
 def serialize_sample(sample: Mapping[str, np.ndarray]) -> bytes:
-    """One ``tf.train.Example`` with a serialized tensor per key (keys in sorted order, so that the
-    same sample always gives the same bytes)."""
+    """One ``tf.train.Example`` with a serialized tensor per key. Serialized deterministically (the
+    feature map in key order): otherwise protobuf writes the map in an order that depends on the
+    process's string hash seed, and the same sample gives different bytes in another process."""
     tf = _tensorflow()
     features = {
         name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[serialize_tensor(np.asarray(sample[name]))]))
-        for name in sorted(sample)
+        for name in sample
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 # --- Reading -------------------------------------------------------------------------------------
