@@ -320,3 +320,20 @@ def test_records_are_byte_identical_across_processes(tile, tmp_path):
         "summary.json",
     ]  # fmt: skip
     assert contents[0] == contents[1]
+
+
+def test_only_temporaries_of_finished_processes_of_this_machine_are_removed(tmp_path):
+    final = tmp_path / "image.tif"
+    mine = atomic.temporary_sibling(final)  # this process: running
+    host = mine.name.removeprefix(".decloud-tmp-").split(".", 1)[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f".decloud-tmp-{host}.{int(dead.stdout)}.1-0123abcd-image.tif"  # a pid that has exited
+    elsewhere = tmp_path / f".decloud-tmp-{'0' * 8 if host != '0' * 8 else '1' * 8}.1.1-0123abcd-image.tif"
+    other_output = tmp_path / f".decloud-tmp-{host}.{int(dead.stdout)}.1-0123abcd-other.tif"
+    older = tmp_path / ".decloud-tmp-0123abcd-image.tif"  # no owner recorded, older than this process
+    for path in (mine, gone, elsewhere, other_output, older):
+        path.write_text("x")
+    os.utime(older, (0, 0))
+    atomic.remove_stale_temporaries(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, elsewhere, other_output))
+    assert all(atomic.is_temporary(p) for p in (mine, gone, elsewhere)) and not atomic.is_temporary(final)

@@ -3,7 +3,7 @@
 * Everything is written under a temporary name next to its final name (same file system) and published
   by a rename when complete, so an interrupted or failed run never leaves a partial file or folder under
   a final name, and readers never observe a half-published one.
-* A temporary name says which process owns it (pid and start time): discovery ignores temporaries, and a
+* A temporary name says which process owns it (host, pid, start time): discovery ignores temporaries; a
   command removes the temporaries of its own outputs whose owner is no longer running (killed runs).
 * An output that exists and was not written complete by decloud is never touched: the command stops with
   one line naming it. One of ours is skipped (reruns are idempotent) or, with ``--overwrite``, replaced
@@ -27,8 +27,10 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +50,11 @@ WRITER = f"decloud {decloud.__version__}"
 #: GDAL's name of the TIFF ``Software`` tag in a dataset's metadata.
 WRITER_TAG = "TIFFTAG_SOFTWARE"
 
-# .decloud-tmp-<pid>.<process start>-<random>-<final name>; the start time tells a reused pid apart.
-_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(\d+)\.(\d+)-[0-9a-f]+-(.+)$")
+# .decloud-tmp-<host>.<pid>.<process start>-<random>-<final name>: the host, because a shared folder
+# (a cluster's) sees processes of other machines, whose pids mean nothing here; the start time tells a
+# reused pid apart.
+_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}([0-9a-f]{{8}})\.(\d+)\.(\d+)-[0-9a-f]{{8}}-(.+)$")
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 # Name used before owners were recorded: .decloud-tmp-<random>-<final name>.
 _OWNERLESS_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}[0-9a-f]{{8}}-(.+)$")
 
@@ -90,7 +95,8 @@ def temporary_sibling(final: Path) -> Path:
     """A unique hidden name next to ``final`` (same file system, so publishing it is a rename),
     recording the process that owns it."""
     pid = os.getpid()
-    return final.with_name(f"{TEMP_PREFIX}{pid}.{_process_start(pid) or 0}-{uuid.uuid4().hex[:8]}-{final.name}")
+    owner = f"{_HOST}.{pid}.{_process_start(pid) or 0}"
+    return final.with_name(f"{TEMP_PREFIX}{owner}-{uuid.uuid4().hex[:8]}-{final.name}")
 
 
 def is_temporary(path: str | os.PathLike[str]) -> bool:
@@ -99,9 +105,10 @@ def is_temporary(path: str | os.PathLike[str]) -> bool:
 
 
 def _stale_owner(name: str, final_name: str) -> bool:
-    """Whether ``name`` is a temporary of ``final_name`` whose owner is no longer running."""
+    """Whether ``name`` is a temporary of ``final_name`` whose owner, a process of this machine, is no
+    longer running (one of another machine may still be: it is left alone)."""
     if match := _TEMP_NAME.match(name):
-        return match[3] == final_name and not _is_running(int(match[1]), int(match[2]))
+        return match[4] == final_name and match[1] == _HOST and not _is_running(int(match[2]), int(match[3]))
     return False
 
 
