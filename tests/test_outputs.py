@@ -315,6 +315,9 @@ def test_records_are_byte_identical_across_processes(tile, tmp_path):
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         contents.append({path.name: path.read_bytes() for path in sorted(out.iterdir())})
+    shards = [{name: data for name, data in content.items() if name.endswith(".records")} for content in contents]
+    assert sorted(shards[0]) == ["0.records", "1.records", "2.records"]  # 7 samples, 3 per shard
+    assert shards[0] == shards[1]
     assert sorted(contents[0]) == [
         "0.records", "1.records", "2.records", "decloud_prepared.json", "output_shapes.json", "output_types.json",
         "summary.json",
