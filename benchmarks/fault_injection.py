@@ -401,14 +401,16 @@ def full_disk_cases(command: Command, work: Path, free_kb: list[int]) -> list[Ro
     return rows
 
 
-def print_table(rows: list[Row]) -> None:
-    print("| command | fault | exit | final outputs | user files | discovery | rerun exit | temporaries | note |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        note = "; ".join(n for n in r.notes if n).replace("|", "/")
-        mark = ("" if r.ok else " **FAIL**") + (" (traceback)" if r.traceback else "")
-        print(f"| {r.command} | {r.fault}{mark} | {r.status} | {r.outputs} | {r.user_files} | {r.discovery} | "
-              f"{r.rerun} | {r.left} | {note} |")  # fmt: skip
+HEADER = "| command | fault | exit | final outputs | user files | discovery | rerun exit | temporaries | note |"
+
+
+def table_row(r: Row) -> str:
+    note = "; ".join(n for n in r.notes if n).replace("|", "/")
+    mark = ("" if r.ok else " **FAIL**") + (" (traceback)" if r.traceback else "")
+    return (
+        f"| {r.command} | {r.fault}{mark} | {r.status} | {r.outputs} | {r.user_files} | {r.discovery} | "
+        f"{r.rerun} | {r.left} | {note} |"
+    )
 
 
 def main() -> int:
@@ -423,15 +425,14 @@ def main() -> int:
     try:
         inputs = build_inputs(work / "inputs")
         rows = []
+        print(HEADER + "\n" + "|---" * HEADER.count("|", 1) + "|", flush=True)
         for command in commands(inputs):
             if args.commands and command.name not in args.commands:
                 continue
-            if not args.no_kills:
-                rows += kill_cases(command, work / "kills")
-            if not args.no_disk:
-                rows += full_disk_cases(command, work / "disks", args.free_kb)
-            print(f"{command.name}: {sum(r.ok for r in rows)} of {len(rows)} cases so far hold", file=sys.stderr)
-        print_table(rows)
+            cases = [] if args.no_kills else kill_cases(command, work / "kills")
+            cases += [] if args.no_disk else full_disk_cases(command, work / "disks", args.free_kb)
+            print("\n".join(table_row(row) for row in cases), flush=True)
+            rows += cases
         failures = [r for r in rows if not r.ok]
         print(f"\n{len(rows) - len(failures)} of {len(rows)} cases hold every rule")
         return 1 if failures else 0
