@@ -76,7 +76,7 @@ def _process_start(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; fields before it may hold spaces in ")"
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the command name "(...)"
 
 
 def _is_running(pid: int, start: int) -> bool:
