@@ -29,10 +29,10 @@ from affine import Affine
 from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.shipped import layout_path
 from decloud.core import keys
+from decloud.core.atomic import COMPLETION_MARKER
 from decloud.core.naming import S1ProductName
 from decloud.core.raster import write_array
 from decloud.preprocessing.constants import (
-    COMPLETION_MARKER,
     S1_SUFFIX_NODATA_STATS,
     S2_SUFFIX_CLOUD_STATS,
     S2_SUFFIX_NODATA_STATS,

@@ -114,7 +114,7 @@ def test_atomic_directory_keeps_the_previous_version_on_error(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["product"]
     with atomic_directory(final) as work:
         (work / "b.txt").write_text("v3")
-    assert [path.name for path in final.iterdir()] == ["b.txt"]
+    assert sorted(path.name for path in final.iterdir()) == ["b.txt", "decloud_prepared.json"]
 
 
 def test_open_raster_names_missing_and_corrupt_files(tmp_path):

@@ -174,7 +174,7 @@ def test_a_non_empty_output_folder_is_refused_with_a_non_zero_status(tmp_path):
         check=False,
     )
     assert result.returncode == 1
-    assert str(tmp_path) in result.stderr and "empty" in result.stderr
+    assert f"{tmp_path} exists and was not written complete by decloud" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["earlier.txt"]
 
 

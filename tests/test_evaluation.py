@@ -156,8 +156,18 @@ def test_command_line_prints_and_writes_the_report(gapfilling_savedmodel, crga_r
     printed = capsys.readouterr().out
     assert "s2_estim vs s2_target (5 samples" in printed and "copy_nearest" in printed
     written = json.loads(output.read_text())
-    assert written == json.loads(json.dumps(evaluate(gapfilling_savedmodel, crga_records)))
+    expected = json.loads(json.dumps(evaluate(gapfilling_savedmodel, crga_records)))
+    assert written == {**expected, "decloud_version": "0.1.0"}
     assert decloud_main(["evaluate", *arguments]) == 0
+    # a report already written is shown again, not recomputed; the user's own JSON is never replaced
+    inode = output.stat().st_ino
+    assert main([*arguments, "--output", str(output)]) == 0 and output.stat().st_ino == inode
+    assert "s2_estim vs s2_target (5 samples)" in capsys.readouterr().out
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "notes"}')
+    assert main([*arguments, "--output", str(mine), "--overwrite"]) == 1
+    assert f"{mine} exists and was not written complete by decloud" in capsys.readouterr().err
+    assert mine.read_text() == '{"my": "notes"}'
 
 
 def test_records_without_the_model_inputs_are_refused(gapfilling_savedmodel, tmp_path):

@@ -136,7 +136,7 @@ def test_rasters_are_on_patch_grid_grouped_disjoint_and_summarised(data_root: Pa
     out = tmp_path / "ROI"
     run(data_root, out, "--patchsize", "256")
     k = 4
-    expected_summary = {"ROIS_ROOT_DIR": str(out)}
+    expected_summary = {"ROIS_ROOT_DIR": str(out), "decloud_version": "0.1.0"}
     for tile in TILES:
         crs, transform, height, width = product_grid(data_root, tile)
         for dataset in DATASETS:
@@ -270,6 +270,7 @@ def test_rois_restrict_groups_to_polygons(data_root: Path, tmp_path: Path) -> No
         assert not read_roi(out, "T32TLQ", dataset).any()  # far from every polygon
     assert json.loads((out / "rois.json").read_text()) == {
         "ROIS_ROOT_DIR": str(out),
+        "decloud_version": "0.1.0",
         "TRAIN_TILES": ["T31TEJ"],
         "VALID_TILES": ["T31TEJ"],
         "TEST_TILES": ["T31TEJ"],
@@ -347,4 +348,4 @@ def test_command_line_module_and_umbrella(data_root: Path, tmp_path: Path) -> No
     assert "patch size 96 is not a positive multiple of 64" in result.stderr
     assert cli.main(["generate-roi-rasters", *argv, "--output_dir", str(tmp_path / "b")]) == 0
     summary = json.loads((tmp_path / "b" / "rois.json").read_text())
-    assert summary == {"ROIS_ROOT_DIR": str(tmp_path / "b"), "TRAIN_TILES": list(TILES)}
+    assert summary == {"ROIS_ROOT_DIR": str(tmp_path / "b"), "decloud_version": "0.1.0", "TRAIN_TILES": list(TILES)}

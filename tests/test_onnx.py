@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
+import decloud.core.atomic as atomic
 from decloud.cli import main as decloud_main
 from decloud.models.export import export_savedmodel
 from decloud.models.export_onnx import main
@@ -62,10 +63,24 @@ def test_receptive_field_and_size_multiple_have_the_known_values(tmp_path):
     np.testing.assert_allclose(run_onnx(tmp_path / "gapfilling.onnx", feed)["s2_estim"], 1750, rtol=1e-6)
 
 
-def test_command_line(tmp_path, capsys):
+def test_command_line(tmp_path, capsys, monkeypatch):
     _, path = savedmodel(tmp_path, "meraner_original", filters=4, blocks=1)
+    published = []
+    original = atomic._publish
+    monkeypatch.setattr(atomic, "_publish", lambda t, f: published.append(f.name) or original(t, f))
     assert main(["--savedmodel", str(path), "--output", str(tmp_path / "out" / "model.onnx")]) == 0
+    assert published == ["model.onnx", "model.json"]  # the metadata last
     assert (tmp_path / "out" / "model.onnx").is_file() and (tmp_path / "out" / "model.json").is_file()
+    assert {p.key: p.value for p in onnx.load(tmp_path / "out" / "model.onnx").metadata_props} == {
+        "decloud_version": "0.1.0"
+    }
+    inode = (tmp_path / "out" / "model.onnx").stat().st_ino
+    assert main(["--savedmodel", str(path), "--output", str(tmp_path / "out" / "model.onnx")]) == 0  # skipped
+    assert (tmp_path / "out" / "model.onnx").stat().st_ino == inode and len(published) == 2
+    (tmp_path / "mine.onnx").write_bytes(b"my own model")
+    assert main(["--savedmodel", str(path), "--output", str(tmp_path / "mine.onnx"), "--overwrite"]) == 1
+    assert "mine.onnx exists and was not written complete by decloud" in capsys.readouterr().err
+    assert (tmp_path / "mine.onnx").read_bytes() == b"my own model" and not (tmp_path / "mine.json").exists()
     assert decloud_main(["export-onnx", "--savedmodel", str(path), "--output", str(tmp_path / "again.onnx")]) == 0
     assert main(["--savedmodel", str(tmp_path / "missing"), "--output", str(tmp_path / "x.onnx")]) == 1
     assert "SavedModel not found" in capsys.readouterr().err

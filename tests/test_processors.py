@@ -321,6 +321,32 @@ def test_monthly_synthesis_processor_output_is_the_model_on_independently_read_i
     assert monthly_synthesis_processor.main(arguments) == 1
 
 
+def test_an_output_is_skipped_replaced_or_refused(tile, crga_os2, tmp_path, capsys):
+    output = tmp_path / "estimate.tif"
+    arguments = crga_arguments(tile, 2, crga_os2, output, "--ts", "64")
+    assert crga_processor.main(arguments) == 0
+    inode = output.stat().st_ino
+    assert crga_processor.main(arguments) == 0 and output.stat().st_ino == inode  # skipped
+    assert crga_processor.main([*arguments, "--overwrite"]) == 0 and output.stat().st_ino != inode
+    mine = tmp_path / "mine.tif"
+    mine.write_bytes(b"my own file")
+    assert crga_processor.main(crga_arguments(tile, 2, crga_os2, mine, "--ts", "64", "--overwrite")) == 1
+    assert f"{mine} exists and was not written complete by decloud" in capsys.readouterr().err
+    assert mine.read_bytes() == b"my own file"
+
+
+def test_a_time_series_writes_nothing_when_an_output_is_not_decloud_s(tile, crga_os1, tmp_path, capsys):
+    out = tmp_path / "series"
+    out.mkdir()
+    mine = out / f"{products(tile)[3].name}_reconstructed_FRE_10m.tif"
+    mine.write_bytes(b"my own file")
+    arguments = ["--s2_dir", str(tile / "S2" / "T31TEJ"), "--s1_dir", str(tile / "S1" / "T31TEJ")]
+    arguments += ["--model", str(crga_os1), "--out_dir", str(out), "--start", "2021-06-05", "--end", "2021-06-20"]
+    assert crga_timeseries_processor.main([*arguments, "--overwrite"]) == 1
+    assert f"{mine} exists and was not written complete by decloud" in capsys.readouterr().err
+    assert list(out.iterdir()) == [mine] and mine.read_bytes() == b"my own file"
+
+
 def test_crga_time_series(tile, crga_os1, tmp_path):
     out = tmp_path / "series"
     base = ["--s2_dir", str(tile / "S2" / "T31TEJ"), "--s1_dir", str(tile / "S1" / "T31TEJ")]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from decloud.core.atomic import COMPLETION_MARKER
 from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, ProductFormatError
 from decloud.preprocessing.constants import (
-    COMPLETION_MARKER,
     S2_BANDS_10M,
     S2_BANDS_20M,
     S2_NODATA,

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from decloud.core.errors import DecloudError
+from decloud.core.interrupts import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
 from decloud.core.native_logs import VERBOSE_FLAG, quiet_tensorflow
 
 log = logging.getLogger("decloud")
@@ -28,13 +29,17 @@ def run_command(
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        action(args)
+        with sigterm_as_interrupt():
+            action(args)
     except DecloudError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # what no check foresaw (disk full, a file removed meanwhile...): the path and why
         print(f"{parser.prog}: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{parser.prog}: terminated", file=sys.stderr)
+        return TERMINATED_STATUS
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130

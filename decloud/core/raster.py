@@ -34,7 +34,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import WRITER, WRITER_TAG, atomic_file
 from decloud.core.errors import (
     CorruptRasterError,
     GridMismatchError,
@@ -237,8 +237,7 @@ def create_geotiff(
     try:
         for index, description in enumerate(descriptions or (), start=1):
             dataset.set_band_description(index, description)
-        if tags:
-            dataset.update_tags(**{key: str(value) for key, value in tags.items()})
+        dataset.update_tags(**{WRITER_TAG: WRITER}, **{key: str(value) for key, value in (tags or {}).items()})
     except RasterioError as error:
         dataset.close()
         raise write_failure(path, error) from error

@@ -2,8 +2,9 @@
 
     decloud demo [--out decloud_demo] [--seed 0]
 
-Writes into an empty or absent folder, prints the metrics table (the model against linear gap-filling and
-copying the nearest date), and lists every file written.
+Writes a folder published when complete (in place of an empty or absent one, or of an earlier demo with
+--overwrite), prints the metrics table (the model against linear gap-filling and copying the nearest
+date), and lists every file written.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smaller tile, fewer samples and training steps (under a minute; for tests: the metrics mean little)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace a demo folder already written")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # one line per ROI polygon written says nothing
-    result = run_demo(args.out, seed=args.seed, quick=args.quick)
+    result = run_demo(args.out, seed=args.seed, quick=args.quick, overwrite=args.overwrite)
     paths = DemoPaths(Path(args.out).absolute())
     notes = {
         paths.quicklook: "quicklook: cloudy input | reconstruction | truth | absolute error",

@@ -1,8 +1,8 @@
 """The stages of ``decloud demo``, each a call of the project's own functions on the synthetic scene, in the
 folder layout a user would have (``prepared/S2/<TILE>``, ``rois/``, ``records/train``...).
 
-The output folder must be empty or absent: the demo is not incremental (a rerun would mix two trainings), so
-it refuses to write over earlier results instead of guessing which of them are still valid.
+The demo is not incremental (a rerun would mix two trainings): the whole run is written in a temporary
+folder, published when complete; an earlier demo there is kept (reported again) unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyogrio.raw
 import shapely
 
 from decloud.acquisitions.shipped import layout_path
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import atomic_directory, atomic_file, outputs_to_write, skip_message
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
@@ -31,7 +31,12 @@ from decloud.models.evaluation import UNITS, evaluate
 from decloud.models.training import TrainingConfig, train
 from decloud.preprocessing.constants import S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.preprocessing.dem_prepare import prepare_dem
-from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters, roi_raster_path
+from decloud.preprocessing.generate_roi_rasters import (
+    ROIS_ROOT_KEY,
+    SUMMARY_NAME,
+    generate_roi_rasters,
+    roi_raster_path,
+)
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import tile_reference_grid
@@ -135,14 +140,6 @@ class DemoPaths:
     @property
     def metrics(self) -> Path:
         return self.out / "metrics.json"
-
-
-def require_empty_output(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidArgumentError(
-            f"{out} exists and is not an empty folder: the demo writes a new run into an empty or absent folder "
-            "(remove it, or give another --out)"
-        )
 
 
 @contextmanager
@@ -289,11 +286,34 @@ class DemoResult:
     files: list[Path]  #: every file written, sorted
 
 
-def run_demo(out: Path, *, seed: int = 0, quick: bool = False) -> DemoResult:
-    """Run the whole chain into the empty or absent folder ``out``."""
+def run_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool = False) -> DemoResult:
+    """Run the whole chain into a temporary folder published as ``out`` when complete; a demo already
+    there is reported again, not rerun, unless ``overwrite``."""
     out = Path(out).absolute()
-    require_empty_output(out)
-    paths, sizes = DemoPaths(out), QUICK if quick else FULL
+    if not outputs_to_write([out], overwrite):
+        log.info(skip_message([out]))
+        metrics = json.loads(DemoPaths(out).metrics.read_text())
+        return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
+    with atomic_directory(out) as work:
+        metrics = _run_chain(DemoPaths(work), QUICK if quick else FULL, seed, quick)
+        _relocate_rois_summary(DemoPaths(work), DemoPaths(out))
+    return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
+
+
+def _files(out: Path) -> list[Path]:
+    return sorted(path for path in out.rglob("*") if path.is_file())
+
+
+def _relocate_rois_summary(work: DemoPaths, final: DemoPaths) -> None:
+    """The ROI summary names its folder by an absolute path: make it the one the folder is published at."""
+    summary = work.rois / SUMMARY_NAME
+    content = json.loads(summary.read_text())
+    content[ROIS_ROOT_KEY] = str(final.rois)
+    with atomic_file(summary) as temporary:
+        temporary.write_text(json.dumps(content, indent=2) + "\n")
+
+
+def _run_chain(paths: DemoPaths, sizes: DemoSizes, seed: int, quick: bool) -> dict:
     with stage(1, STAGES, "generating the synthetic tile"):
         scene = generate(paths, sizes, seed)
     with stage(2, STAGES, "preparing Sentinel-2, Sentinel-1 and the DEM"):
@@ -307,6 +327,4 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False) -> DemoResult:
     with stage(6, STAGES, "reconstructing the time series"):
         outputs = reconstruct(paths)
     with stage(7, STAGES, "assessing the reconstruction"):
-        metrics = assess_and_report(paths, scene, outputs, seed, quick)
-    files = sorted(path for path in out.rglob("*") if path.is_file())
-    return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), files)
+        return assess_and_report(paths, scene, outputs, seed, quick)

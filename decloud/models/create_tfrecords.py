@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> None:
         samples_per_patch=args.samples_per_patch,
         workers=args.workers,
     )
-    create_tfrecords(args.tiles, args.rois, _requests(args), options, catalog_dir=args.catalog_dir)
+    create_tfrecords(
+        args.tiles, args.rois, _requests(args), options, catalog_dir=args.catalog_dir, overwrite=args.overwrite
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--catalog_dir", help="where the tiles' catalog index is kept (default: .decloud_catalog beside --tiles)"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace records folders already written by decloud")
     return parser
 
 

@@ -9,15 +9,12 @@ the margin to use when tiling), after checking that ONNX and SavedModel agree.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.models.onnx_export import DEFAULT_OPSET, export_onnx
-
-log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--savedmodel", type=Path, required=True, help="SavedModel folder")
     parser.add_argument("--output", type=Path, required=True, help="ONNX file to write (metadata: same name, .json)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an export already written by decloud")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    metadata = export_onnx(args.savedmodel, args.output, args.opset)
-    log.info("wrote %s and %s", args.output, metadata)
+    export_onnx(args.savedmodel, args.output, args.opset, overwrite=args.overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

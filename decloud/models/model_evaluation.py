@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from decloud.core.atomic import atomic_file
+import decloud
+from decloud.core.atomic import SIGNATURE_KEY, atomic_file, outputs_to_write, skip_message
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
 from decloud.models.evaluation import evaluate, evaluator_of, format_table
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,27 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on the complete samples of a folder whose shards hold fewer than its summary.json says "
         "(a loud warning instead of an error)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="evaluate again when --output was already written")
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise InvalidArgumentError(f"--batch_size must be positive, not {args.batch_size}")
+    system_evaluation = evaluator_of(args.savedmodel)
+    table = format_table if system_evaluation is None else system_evaluation[1]
     if args.output is not None:
         require_output_file(args.output, "--output metrics file")
-    system_evaluation = evaluator_of(args.savedmodel)
+        if not outputs_to_write([args.output], args.overwrite):
+            log.info(skip_message([args.output]))
+            print(table(json.loads(args.output.read_text())))
+            return
     if system_evaluation is None:
-        table = format_table
         report = evaluate(
             args.savedmodel, args.test_records, args.batch_size, args.s2_root, allow_partial=args.allow_partial
         )
     else:
-        evaluate_records, table = system_evaluation
-        report = evaluate_records(args.savedmodel, args.test_records, args.batch_size)
+        report = system_evaluation[0](args.savedmodel, args.test_records, args.batch_size)
     print(table(report))
     if args.output is not None:
         with atomic_file(args.output) as temporary:
-            temporary.write_text(json.dumps(report, indent=2) + "\n")
+            temporary.write_text(json.dumps({**report, SIGNATURE_KEY: decloud.__version__}, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

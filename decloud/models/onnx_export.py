@@ -11,6 +11,7 @@ multiple, and the receptive field with the cropped output (margin) to use when t
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 import decloud
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, DESCRIPTION_KEY
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import SIGNATURE_KEY, atomic_outputs, outputs_to_write, skip_message
 from decloud.core.errors import DecloudError
 from decloud.core.paths import require_output_file
 from decloud.models.export import SIGNATURE, ServingModel, describe_key, describe_output, tiling_description
@@ -31,6 +32,8 @@ TOLERANCE = 1e-2
 RELATIVE_TOLERANCE = 2e-6
 #: Size (10 m pixels, rounded up to the size multiple) of the agreement check.
 CHECK_SIZE = 96
+
+log = logging.getLogger(__name__)
 
 
 class OnnxExportError(DecloudError):
@@ -44,6 +47,7 @@ def metadata_path(onnx_path: str | os.PathLike[str]) -> Path:
 def _convert(savedmodel: Path, output: Path, opset: int) -> None:
     """tf2onnx's saved-model path (as ``python -m tf2onnx.convert --saved-model``). tf2onnx's Python API
     keeps going past an operation it cannot convert: :func:`compare` then catches the difference."""
+    import onnx
     import tf2onnx
     from tf2onnx import tf_loader
 
@@ -51,12 +55,14 @@ def _convert(savedmodel: Path, output: Path, opset: int) -> None:
         graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
             str(savedmodel), None, None, signatures=[SIGNATURE], return_tensors_to_rename=True
         )
-        tf2onnx.convert.from_graph_def(
+        model_proto, _ = tf2onnx.convert.from_graph_def(
             graph_def, input_names=inputs, output_names=outputs, opset=opset, tensors_to_rename=renames,
-            output_path=str(output),
         )  # fmt: skip
     except Exception as error:  # tf2onnx raises anything; the message names the SavedModel at fault
         raise OnnxExportError(f"tf2onnx could not convert {savedmodel}: {type(error).__name__}: {error}") from error
+    signature = model_proto.metadata_props.add()  # tells a later run that decloud wrote this file
+    signature.key, signature.value = SIGNATURE_KEY, decloud.__version__
+    onnx.save(model_proto, str(output))
 
 
 def run_onnx(onnx_path: str | os.PathLike[str], feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -93,7 +99,7 @@ def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict
     return {
         "onnx": onnx_name,
         "source_savedmodel": str(serving.path.resolve()),
-        "decloud_version": decloud.__version__,
+        SIGNATURE_KEY: decloud.__version__,
         "opset": opset,
         "model": serving.description.get("model"),
         "params": serving.description.get("params"),
@@ -106,15 +112,26 @@ def onnx_metadata(serving: ServingModel, onnx_name: str, opset: int, check: dict
     }
 
 
-def export_onnx(savedmodel: str | os.PathLike[str], output: str | os.PathLike[str], opset: int = DEFAULT_OPSET) -> Path:
-    """Convert ``savedmodel`` to ONNX at ``output`` and write its metadata beside it; returns the metadata path."""
+def export_onnx(
+    savedmodel: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Convert ``savedmodel`` to ONNX at ``output`` and write its metadata beside it; returns the metadata path.
+    Both are published together, the metadata last; an export already written is kept unless ``overwrite``."""
     savedmodel, output = Path(savedmodel), require_output_file(output, "ONNX model")
     require_output_file(metadata_path(output), "ONNX model's metadata")
+    if not outputs_to_write([output, metadata_path(output)], overwrite):
+        log.info(skip_message([output, metadata_path(output)]))
+        return metadata_path(output)
     serving = ServingModel(savedmodel)
-    with atomic_file(output) as temporary_onnx:
+    with atomic_outputs() as outputs:
+        temporary_onnx, temporary_json = outputs.file(output), outputs.file(metadata_path(output))
         _convert(savedmodel, temporary_onnx, opset)
         size = -(-CHECK_SIZE // serving.size_multiple()) * serving.size_multiple()
         metadata = onnx_metadata(serving, output.name, opset, compare(temporary_onnx, serving, size))
-        with atomic_file(metadata_path(output)) as temporary_json:
-            temporary_json.write_text(json.dumps(metadata, indent=2) + "\n")
+        temporary_json.write_text(json.dumps(metadata, indent=2) + "\n")
+    log.info("wrote %s and %s", output, metadata_path(output))
     return metadata_path(output)

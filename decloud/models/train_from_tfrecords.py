@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--load_ckpt_dir", type=Path, help="checkpoint folder to resume from, or a .weights.h5 file")
     parser.add_argument("--logdir", type=Path, help="TensorBoard log folder")
     parser.add_argument("--out_savedmodel", type=Path, help="export the trained model as a SavedModel here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an --out_savedmodel written by decloud")
     parser.add_argument("--previews", action="store_true", help="write preview images to TensorBoard each epoch")
     parser.add_argument("--all_metrics", action="store_true", help="also compute SSIM and SAM (besides MAE, MSE, PSNR)")
     parser.add_argument("--valid_only", action="store_true", help="only validate the checkpoint's weights")
@@ -88,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         load_ckpt_dir=args.load_ckpt_dir,
         logdir=args.logdir,
         out_savedmodel=args.out_savedmodel,
+        overwrite=args.overwrite,
         previews=args.previews,
         all_metrics=args.all_metrics,
         valid_only=args.valid_only,

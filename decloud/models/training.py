@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED
+from decloud.core.atomic import outputs_to_write
 from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.paths import require_output_folder
 from decloud.models import checkpoints
@@ -100,6 +101,7 @@ class TrainingConfig:
     load_ckpt_dir: Path | None = None
     logdir: Path | None = None
     out_savedmodel: Path | None = None
+    overwrite: bool = False  #: replace an ``out_savedmodel`` already written by decloud
     previews: bool = False
     all_metrics: bool = False
     valid_only: bool = False
@@ -147,6 +149,10 @@ def _check_config(config: TrainingConfig) -> None:
     for flag, folder in {**outputs, "--logdir": config.logdir}.items():
         if folder is not None:
             require_output_folder(folder, f"{flag} folder")
+    # Before training, not after hours of it: an output decloud did not write is never replaced, and
+    # one it wrote only with --overwrite (a training run is resumed from checkpoints, not skipped).
+    if config.out_savedmodel is not None and not outputs_to_write([config.out_savedmodel], config.overwrite):
+        raise InvalidArgumentError(f"{config.out_savedmodel} is already a SavedModel: --overwrite to replace it")
 
 
 def make_strategy(name: str, collective_timeout: float = 600.0) -> tf.distribute.Strategy:

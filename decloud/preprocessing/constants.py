@@ -26,8 +26,6 @@ S2_SUFFIX_EDG = "_EDG_R1.tif"
 S2_SUFFIX_CLOUD_STATS = "_STATS_CLOUDPERCENT_640m.tif"
 #: Per-patch count of no-data pixels (EDG non-zero, or outside the image), uint16; 0 means valid.
 S2_SUFFIX_NODATA_STATS = "_STATS_NODATA_640m.tif"
-#: Completion marker written last in a prepared product folder; reruns skip folders that have it.
-COMPLETION_MARKER = "decloud_prepared.json"
 
 # --- Sentinel-1 ---------------------------------------------------------------------------------
 #: Band order of the prepared Sentinel-1 stack.

@@ -34,7 +34,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import atomic_file, outputs_to_write
 from decloud.core.cli import run_command
 from decloud.core.errors import CorruptRasterError, InvalidArgumentError
 from decloud.core.paths import require_output_file
@@ -68,6 +68,7 @@ def prepare_dem(
     inputs: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
+    overwrite: bool = False,
     window_size: int = DEFAULT_WINDOW_SIZE,
 ) -> Path:
     """Write at ``output`` the mosaic of the DEMs ``inputs`` resampled onto the grid of ``reference``;
@@ -76,6 +77,9 @@ def prepare_dem(
     if not inputs:
         raise InvalidArgumentError("no input DEM given")
     output = require_output_file(output, "--output DEM")
+    if not outputs_to_write([output], overwrite):
+        log.info("%s is already prepared, skipped (use --overwrite to redo it)", output)
+        return output
     with gdal_environment(), ExitStack() as stack:
         reference_dataset = stack.enter_context(open_raster(reference))
         grid = Grid.of(reference_dataset)
@@ -240,11 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEM raster(s); where they overlap, the first one listed that has a value wins",
     )
     parser.add_argument("--output", required=True, help="output GeoTIFF, e.g. DEM_PREPARE/T31TEJ.tif")
+    parser.add_argument("--overwrite", action="store_true", help="replace a DEM already prepared by decloud")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser(), lambda args: prepare_dem(args.reference, args.input, args.output), argv)
+    return run_command(
+        build_parser(),
+        lambda args: prepare_dem(args.reference, args.input, args.output, overwrite=args.overwrite),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +34,21 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import mapping, shape
 
-from decloud.core.atomic import atomic_file
+import decloud
+from decloud.core.atomic import (
+    SIGNATURE_KEY,
+    atomic_outputs,
+    is_temporary,
+    outputs_to_write,
+    skip_message,
+    written_by_decloud,
+)
 from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.patches import patch_grid_shape, patch_grid_transform
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
-from decloud.core.raster import Grid, write_array
+from decloud.core.raster import Grid, open_raster, write_array
 from decloud.preprocessing.constants import PATCH_SIZE
 from decloud.preprocessing.tiles import TilesConfig, tile_reference_grid
 
@@ -67,13 +74,15 @@ def generate_roi_rasters(
     rois: Sequence[str | os.PathLike[str]] | None = None,
     patchsize: int = 256,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``<output_dir>/<TILE>_<dataset>.tif`` for every tile of ``tiles_json`` and every dataset, and
     the summary ``<output_dir>/rois.json``; return the summary's path.
 
     ``props`` are the relative shares of the datasets (normalised); ``rois``, when given, holds one vector
     file per dataset. The draw is reproducible: it depends only on ``seed`` and the tile name. Every input
-    is checked before anything is written, and the outputs appear together at the end.
+    is checked before anything is written, and the outputs appear together at the end, the summary last;
+    the ROI rasters of an earlier split that the new one does not have are then removed.
     """
     weights = _dataset_weights(datasets, props)
     group_side = _group_side(patchsize)
@@ -81,6 +90,11 @@ def generate_roi_rasters(
         raise InvalidArgumentError(f"seed must be >= 0, not {seed}")
     require_output_folder(output_dir, "--output_dir folder")
     config = TilesConfig.load(tiles_json)
+    output_dir = Path(output_dir).absolute()
+    outputs = [roi_raster_path(output_dir, tile, name) for tile in config.tiles for name in datasets]
+    if not outputs_to_write([*outputs, output_dir / SUMMARY_NAME], overwrite):
+        log.info(skip_message([output_dir / SUMMARY_NAME]))
+        return output_dir / SUMMARY_NAME
     regions = _read_regions(rois, datasets) if rois is not None else None
     grids = {tile: tile_reference_grid(config.s2_root, tile) for tile in config.tiles}
     for tile, grid in grids.items():
@@ -101,7 +115,9 @@ def generate_roi_rasters(
             f"no training patch of {patchsize} pixels could be assigned to any dataset in the tiles of {tiles_json}"
             + (" (no patch lies entirely inside the --rois polygons)" if regions is not None else "")
         )
-    return _write_outputs(Path(output_dir).absolute(), datasets, grids, selections, patchsize, seed)
+    summary = _write_outputs(output_dir, datasets, grids, selections, patchsize, seed)
+    _remove_superseded_rasters(output_dir, keep=outputs)
+    return summary
 
 
 def _dataset_weights(datasets: Sequence[str], props: Sequence[float]) -> np.ndarray:
@@ -242,13 +258,14 @@ def _write_outputs(
     patchsize: int,
     seed: int,
 ) -> Path:
-    """Write every ROI raster and the summary under temporary names, and rename them all at the end."""
-    summary: dict[str, object] = {ROIS_ROOT_KEY: str(output_dir)}
-    with ExitStack() as outputs:
+    """Write every ROI raster and the summary under temporary names, and publish them all at the end,
+    the summary last (a reader never pairs a new summary with rasters of another split)."""
+    summary: dict[str, object] = {ROIS_ROOT_KEY: str(output_dir), SIGNATURE_KEY: decloud.__version__}
+    with atomic_outputs() as outputs:
         for tile, selection in selections.items():
             grid = grids[tile]
             for index, dataset in enumerate(datasets):
-                path = outputs.enter_context(atomic_file(roi_raster_path(output_dir, tile, dataset)))
+                path = outputs.file(roi_raster_path(output_dir, tile, dataset))
                 write_array(
                     path,
                     (selection == index).astype(np.uint8),
@@ -261,9 +278,24 @@ def _write_outputs(
             summary[f"{dataset.upper()}{TILES_KEY_SUFFIX}"] = [
                 tile for tile, sel in selections.items() if (sel == index).any()
             ]
-        summary_path = outputs.enter_context(atomic_file(output_dir / SUMMARY_NAME))
+        summary_path = outputs.file(output_dir / SUMMARY_NAME)
         summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return output_dir / SUMMARY_NAME
+
+
+def _remove_superseded_rasters(output_dir: Path, keep: Sequence[Path]) -> None:
+    """Delete the ROI rasters decloud wrote in ``output_dir`` for an earlier split (other tiles or
+    datasets) that are not among ``keep``: left there, they would read as part of the new split."""
+    for path in sorted(set(output_dir.glob("*_*.tif")) - set(keep)):
+        if not is_temporary(path) and written_by_decloud(path) and _is_roi_raster(path):
+            log.info("removing %s, from an earlier split", path)
+            path.unlink()
+
+
+def _is_roi_raster(path: Path) -> bool:
+    with open_raster(path) as dataset:
+        tags = dataset.tags()
+    return path.name == f"{tags.get('TILE')}_{tags.get('DATASET')}.tif"
 
 
 def roi_raster_path(rois_root: Path, tile: str, dataset: str) -> Path:
@@ -290,7 +322,7 @@ class RoisSummary:
             raise InvalidFileError(path, f"expected a JSON object with a folder under {ROIS_ROOT_KEY!r}")
         tiles = {}
         for key, value in content.items():
-            if key == ROIS_ROOT_KEY:
+            if key in (ROIS_ROOT_KEY, SIGNATURE_KEY):
                 continue
             if not key.endswith(TILES_KEY_SUFFIX) or not isinstance(value, list):
                 raise InvalidFileError(path, f"{key!r}: expected <DATASET>{TILES_KEY_SUFFIX} with a list of tiles")
@@ -325,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--patchsize", type=int, default=256, help="training patch size in 10 m pixels, multiple of 64 (256)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a split already written by decloud")
     return parser
 
 
@@ -339,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rois=args.rois,
             patchsize=args.patchsize,
             seed=args.seed,
+            overwrite=args.overwrite,
         ),
         argv,
     )

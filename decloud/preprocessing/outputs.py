@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import decloud
-from decloud.preprocessing.constants import COMPLETION_MARKER
+from decloud.core.atomic import COMPLETION_MARKER, SIGNATURE_KEY, is_temporary
 
 
 def tile_directory(out_dir: str | os.PathLike[str], tile: str) -> Path:
@@ -20,14 +20,15 @@ def tile_directory(out_dir: str | os.PathLike[str], tile: str) -> Path:
 
 
 def is_complete(product_dir: Path) -> bool:
-    return (product_dir / COMPLETION_MARKER).is_file()
+    """A published, complete product: its marker is there and it is not a temporary about to be published."""
+    return (product_dir / COMPLETION_MARKER).is_file() and not is_temporary(product_dir)
 
 
 def write_completion_marker(product_dir: Path, source: str | os.PathLike[str], **details: Any) -> None:
     """Write the marker last: its presence says every other file of the folder is complete."""
     record = {
         "source": str(source),
-        "decloud_version": decloud.__version__,
+        SIGNATURE_KEY: decloud.__version__,
         "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **details,
     }

@@ -22,7 +22,7 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import atomic_outputs, outputs_to_write
 from decloud.core.cli import run_command
 from decloud.core.errors import InputNotFoundError, ProductFormatError
 from decloud.core.naming import S1ProductName, parse_s1_name
@@ -75,7 +75,7 @@ def prepare_s1_image(
 
     image_path = tile_directory(out_s1_dir, name.tile) / name.prepared_name()
     stats_path = nodata_stats_path(image_path)
-    if image_path.exists() and stats_path.exists() and not overwrite:
+    if not outputs_to_write([image_path, stats_path], overwrite):
         log.info("%s is already prepared, skipped (use --overwrite to redo it)", image_path)
         return image_path
 
@@ -85,8 +85,9 @@ def prepare_s1_image(
             _require_single_band(dataset)
         windows = list(block_windows(grid.height, grid.width, window_size))
         tags = _tags(name, vv_path, vh_path)
-        # The image is renamed into place first, the statistics last: a rerun skips only when both exist.
-        with atomic_file(stats_path) as stats_work, atomic_file(image_path) as image_work:
+        # The image is published first, the statistics last: readers take an image only with its statistics.
+        with atomic_outputs() as outputs:
+            image_work, stats_work = outputs.file(image_path), outputs.file(stats_path)
             nodata_count = _write_encoded_stack(vv, vh, grid, windows, image_work, tags, desc=image_path.name)
             write_array(
                 stats_work,
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output root; the image goes to <out_s1_dir>/<TILE>/ (or <out_s1_dir>/ when it is already named "
         "after the tile)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="prepare again an image already prepared")
+    parser.add_argument("--overwrite", action="store_true", help="replace an image already prepared by decloud")
     return parser
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decloud.core.atomic import atomic_directory
+from decloud.core.atomic import atomic_directory, outputs_to_write
 from decloud.core.cli import run_command
 from decloud.core.patches import (
     count_per_patch,
@@ -56,7 +56,7 @@ from decloud.preprocessing.constants import (
     S2_SUFFIX_FRE_20M,
     S2_SUFFIX_NODATA_STATS,
 )
-from decloud.preprocessing.outputs import is_complete, tile_directory, write_completion_marker
+from decloud.preprocessing.outputs import tile_directory, write_completion_marker
 from decloud.preprocessing.s2_sources import S2Source, open_s2_source
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def prepare_s2_product(
     require_output_folder(out_s2_dir, "--out_s2_dir folder")
     with gdal_environment(), open_s2_source(in_image) as source:
         product_dir = tile_directory(out_s2_dir, source.name.tile) / source.name.name
-        if is_complete(product_dir) and not overwrite:
+        if not outputs_to_write([product_dir], overwrite):
             log.info("%s is already prepared, skipped (use --overwrite to redo it)", product_dir)
             return product_dir
         with atomic_directory(product_dir) as work_dir:
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output root; the product goes to <out_s2_dir>/<TILE>/<PRODUCT> (or <out_s2_dir>/<PRODUCT> "
         "when out_s2_dir is already named after the tile)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="prepare again a product already prepared")
+    parser.add_argument("--overwrite", action="store_true", help="replace a product already prepared by decloud")
     return parser
 
 

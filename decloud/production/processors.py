@@ -28,6 +28,7 @@ from affine import Affine
 
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA, DESCRIPTION_KEY
 from decloud.core import keys
+from decloud.core.atomic import outputs_to_write, skip_message
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
 from decloud.core.raster import Grid, open_raster
@@ -69,6 +70,7 @@ class InferenceOptions:
     keep_clear: bool = False
     write_intermediate: bool = False
     cog: bool = False
+    overwrite: bool = False  #: replace outputs already written (else they are kept and the run skipped)
     #: How the model saw cloudy pixels in training (from its description): as acquired, or as no-data holes.
     cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 
@@ -274,6 +276,10 @@ def reconstruct(
             f"--pad {options.pad}: the margin is larger than the image ({reference.width} x {reference.height} "
             "pixels), which it would only mirror"
         )
+    written = [output, *([output_20m] if output_20m else []), *(intermediate or {}).values()]
+    if not outputs_to_write(written, options.overwrite):
+        log.info(skip_message(written))
+        return written
     pad = model.margin(options.pad)
     engine = StreamingEngine(
         model.backend,
@@ -372,6 +378,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = T
         help="also write the inputs fed to the model (<output>_input_<key>.tif)",
     )
     parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs with overviews")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs already written by decloud")
 
 
 def inference_options(args: argparse.Namespace) -> InferenceOptions:
@@ -383,4 +390,5 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
         keep_clear=getattr(args, "keep_clear", False),
         write_intermediate=args.write_intermediate,
         cog=args.cog,
+        overwrite=args.overwrite,
     )

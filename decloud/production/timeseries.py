@@ -14,7 +14,7 @@ import argparse
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from decloud.core import keys
+from decloud.core.atomic import is_temporary, outputs_to_write
 from decloud.core.cli import run_command
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
 from decloud.core.grid_20m import SCALE_20M, grid_offset
@@ -81,7 +82,8 @@ def series_products(s2_dir: Path) -> list[S2Product]:
 def series_s1(s1_dir: Path) -> list[S1Image]:
     if not s1_dir.is_dir():
         raise InputNotFoundError(s1_dir, "folder of prepared Sentinel-1 images")
-    return sorted((s1_image(p) for p in s1_dir.glob(f"*{S1_SUFFIX_VVVH}")), key=lambda i: i.acquired)
+    images = (s1_image(p) for p in s1_dir.glob(f"*{S1_SUFFIX_VVVH}") if not is_temporary(p))
+    return sorted(images, key=lambda i: i.acquired)
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,20 @@ def reconstruct_series(
     if with_s1 and s1_dir is None:
         raise InvalidArgumentError(f"{model_path} reads Sentinel-1 images: give --s1_dir")
     s1_images = series_s1(s1_dir) if with_s1 else None
+    paths = {
+        target.name: (
+            out_dir / f"{target.name}{OUTPUT_SUFFIX_10M}",
+            out_dir / f"{target.name}{OUTPUT_SUFFIX_20M}" if options.with_20m_bands else None,
+        )
+        for target in targets
+    }
+    # Every output is checked before anything is written: one that decloud did not write stops the run.
+    todo = {name: outputs_to_write([p for p in pair if p], overwrite) for name, pair in paths.items()}
+    options = replace(options, overwrite=True)  # what remains to write has been checked
     written, kept, skipped = [], [], []
     for target in progress(targets, desc="time series", unit="date"):
-        output = out_dir / f"{target.name}{OUTPUT_SUFFIX_10M}"
-        output_20m = out_dir / f"{target.name}{OUTPUT_SUFFIX_20M}" if options.with_20m_bands else None
-        if output.exists() and not overwrite:
+        output, output_20m = paths[target.name]
+        if not todo[target.name]:
             log.info("%s exists, kept (--overwrite to redo it)", output)
             kept.append(output)
             continue
@@ -260,7 +271,6 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     parser.add_argument("--end", help="last date, YYYY-MM-DD (included)")
     for name in ("ulx", "uly", "lrx", "lry"):
         parser.add_argument(f"--{name}", type=float, help="area to process, in the tile's CRS (all four, or none)")
-    parser.add_argument("--overwrite", action="store_true", help="redo the dates already reconstructed")
     if kind == "crga":
         parser.add_argument("--candidates", type=int, default=3, help="S2 dates tried before/after each date (3)")
     add_inference_flags(parser)

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import COMPLETION_MARKER, atomic_file, is_temporary
 from decloud.core.errors import GridMismatchError, InputNotFoundError
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, open_raster, read_window
 from decloud.preprocessing.constants import (
-    COMPLETION_MARKER,
     S1_SUFFIX_NODATA_STATS,
     S1_SUFFIX_VVVH,
     S2_SUFFIX_CLM,
@@ -114,11 +113,12 @@ def _signature(path: Path) -> list[int]:
 
 
 def _find_s2_products(tile_dir: Path) -> dict[str, tuple[S2Product, list[int]]]:
-    """Complete prepared S2 products of a tile folder, by name, with the signature of their marker."""
+    """Complete prepared S2 products of a tile folder, by name, with the signature of their marker
+    (temporaries, even complete ones about to be published, are not products)."""
     found = {}
     for directory in sorted(tile_dir.iterdir()) if tile_dir.is_dir() else []:
         marker = directory / COMPLETION_MARKER
-        if marker.is_file():
+        if marker.is_file() and not is_temporary(directory):
             product = S2Product(directory, parse_s2_product_name(str(directory)).acquired)
             found[directory.name] = (product, _signature(marker))
     return found
@@ -136,6 +136,8 @@ def _find_s1_images(tile_dir: Path) -> dict[str, tuple[S1Image, list[int]]]:
     """Prepared S1 images of a tile folder (those whose statistics file exists), by name."""
     found = {}
     for path in sorted(tile_dir.glob(f"*{S1_SUFFIX_VVVH}")) if tile_dir.is_dir() else []:
+        if is_temporary(path):
+            continue
         name = parse_s1_name(str(path))
         image = S1Image(path, name.acquired, name.orbit_direction)
         if image.nodata_stats.is_file():

@@ -17,6 +17,7 @@ import numpy as np
 
 from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
+from decloud.core.atomic import Outputs, atomic_outputs, outputs_to_write, skip_message
 from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
@@ -78,15 +79,27 @@ def _read_roi(path: Path) -> np.ndarray:
         return read_window(dataset, None, 1) != 0
 
 
-def write_dataset(
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What a records folder will hold, decided before anything is written."""
+
+    request: DatasetRequest
+    tile_catalogs: list[TileCatalog]
+    tuples: SampleTuples
+    chosen: np.ndarray
+    summary: dict
+    #: the layout's same-date transplants (acquisition -> donor of its cloud mask)
+    transplants: dict[str, str]
+
+
+def plan_dataset(
     request: DatasetRequest,
     layout: AcquisitionsLayout,
     catalogs: Catalogs,
     rois: RoisSummary,
     options: SamplingOptions,
-) -> dict:
-    """Write the records folder of ``request`` with ``layout`` (resolved); return its summary (also
-    written as summary.json)."""
+) -> DatasetPlan:
+    """Find the samples of ``request`` with ``layout`` (resolved); an empty result is an error."""
     tiles = rois.tiles_of(request.dataset)
     tile_catalogs = [catalogs[tile] for tile in tiles]
     found = [
@@ -115,21 +128,28 @@ def write_dataset(
         "samples": {tile: int(np.sum(tuples.tile_index[chosen] == i)) for i, tile in enumerate(tiles)},
         TOTAL_SAMPLES_KEY: len(chosen),
     }
+    return DatasetPlan(request, tile_catalogs, tuples, chosen, summary, layout.transplants)
+
+
+def write_dataset(plan: DatasetPlan, options: SamplingOptions, outputs: Outputs) -> dict:
+    """Write the records folder of ``plan`` into the group ``outputs``; return its summary (also written
+    as summary.json)."""
+    request, tuples, chosen = plan.request, plan.tuples, plan.chosen
     reader = SampleReader(
-        tile_catalogs,
+        plan.tile_catalogs,
         options.patchsize,
         with_20m_bands=options.with_20m_bands,
         with_dem=options.with_dem,
-        transplants=layout.transplants,
+        transplants=plan.transplants,
     )
-    with RecordsWriter(request.output_dir, options.n_samples_per_shard) as writer:
+    with RecordsWriter(request.output_dir, options.n_samples_per_shard, outputs) as writer:
         samples = _read_in_order(reader, tuples, chosen, options.workers)
         for sample in progress(samples, desc=f"{request.output_dir.name} samples", total=len(chosen), unit="sample"):
             writer.write(sample)
-        summary[SHARD_SAMPLES_KEY] = dict(writer.shard_samples)
-        writer.attach_json(SUMMARY_FILE, summary)
+        plan.summary[SHARD_SAMPLES_KEY] = dict(writer.shard_samples)
+        writer.attach_json(SUMMARY_FILE, plan.summary)
     log.info("%s: %d samples from %d tuples found", request.output_dir, len(chosen), len(tuples))
-    return summary
+    return plan.summary
 
 
 def _read_in_order(reader: SampleReader, tuples: SampleTuples, indices: np.ndarray, workers: int) -> Iterator[dict]:
@@ -156,18 +176,31 @@ def create_tfrecords(
     requests: list[DatasetRequest],
     options: SamplingOptions,
     catalog_dir: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[dict]:
-    """Write every requested records folder; the tiles are catalogued once (index in ``catalog_dir``,
-    by default ``.decloud_catalog`` beside the tiles JSON)."""
+    """Write every requested records folder, all or none: every folder's samples are found (and an empty
+    one is an error) before anything is written, and the folders are published together at the end.
+    Folders already written by decloud are kept unless ``overwrite``. The tiles are catalogued once
+    (index in ``catalog_dir``, by default ``.decloud_catalog`` beside the tiles JSON); return the summaries
+    of the folders written."""
+    folders = [request.output_dir.absolute() for request in requests]
+    if len(set(folders)) < len(folders):
+        raise InvalidArgumentError(f"the same output folder is given twice: {[str(f) for f in folders]}")
+    todo = [request for request in requests if outputs_to_write([request.output_dir], overwrite)]
+    if not todo:
+        log.info(skip_message([request.output_dir for request in requests]))
+        return []
     tiles = TilesConfig.load(tiles_json)
     rois = RoisSummary.load(rois_json)
-    layouts = [AcquisitionFactory.get_acquisition(request.layout).resolved(options.seed) for request in requests]
+    layouts = [AcquisitionFactory.get_acquisition(request.layout).resolved(options.seed) for request in todo]
     folder = Path(catalog_dir) if catalog_dir else Path(tiles_json).absolute().parent / ".decloud_catalog"
     for request in requests:
         require_output_folder(request.output_dir, f"{request.dataset} records folder")
     require_output_folder(folder, "catalog folder")
     catalogs = Catalogs(tiles, folder)
-    return [
-        write_dataset(request, layout, catalogs, rois, options)
-        for request, layout in zip(requests, layouts, strict=True)
+    plans = [
+        plan_dataset(request, layout, catalogs, rois, options) for request, layout in zip(todo, layouts, strict=True)
     ]
+    with atomic_outputs() as outputs:
+        return [write_dataset(plan, options, outputs) for plan in plans]

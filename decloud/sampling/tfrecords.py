@@ -17,14 +17,14 @@ import os
 import re
 import struct
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from decloud.core.atomic import atomic_directory
+from decloud.core.atomic import Outputs, atomic_outputs
 from decloud.core.errors import DecloudError, InputNotFoundError
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,13 @@ class RecordsWriter(AbstractContextManager):
     """Write samples (dicts key -> numpy array) into ``n_samples_per_shard``-sample shards.
 
     The first sample fixes the keys, dtypes and shapes; every later sample must match them exactly.
-    Use as a context manager: the folder appears at ``output_dir`` only when the block ends without error.
+    Use as a context manager: the folder appears at ``output_dir`` only when the block ends without error
+    (or, when ``outputs`` is given, when that group of outputs is published, with the others).
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str], n_samples_per_shard: int) -> None:
+    def __init__(
+        self, output_dir: str | os.PathLike[str], n_samples_per_shard: int, outputs: Outputs | None = None
+    ) -> None:
         if n_samples_per_shard <= 0:
             raise RecordsError(f"n_samples_per_shard must be positive, not {n_samples_per_shard}")
         self.output_dir = Path(output_dir)
@@ -74,12 +77,14 @@ class RecordsWriter(AbstractContextManager):
         self.shard_samples: dict[str, int] = {}  #: shard file name -> samples written in it
         self.types: dict[str, str] = {}
         self.shapes: dict[str, list[int]] = {}
-        self._atomic = atomic_directory(self.output_dir)
+        self._outputs = outputs
+        self._stack = ExitStack()
         self._work_dir: Path | None = None
         self._shard: Any = None
 
     def __enter__(self) -> RecordsWriter:
-        self._work_dir = self._atomic.__enter__()
+        outputs = self._outputs or self._stack.enter_context(atomic_outputs())
+        self._work_dir = outputs.directory(self.output_dir)
         return self
 
     def write(self, sample: Mapping[str, np.ndarray]) -> None:
@@ -126,12 +131,12 @@ class RecordsWriter(AbstractContextManager):
             self._shard.close()
         if kind is None and self.count == 0:
             empty = RecordsError(f"no sample to write in {self.output_dir}")
-            self._atomic.__exit__(RecordsError, empty, None)  # removes the temporary folder
+            self._stack.__exit__(RecordsError, empty, None)  # removes the temporary folder
             raise empty
         if kind is None:
             self.attach_json(TYPES_FILE, self.types)
             self.attach_json(SHAPES_FILE, self.shapes)
-        return self._atomic.__exit__(kind, value, traceback)
+        return self._stack.__exit__(kind, value, traceback)
 
 
 def serialize_tensor(array: np.ndarray) -> bytes:
@@ -149,14 +154,15 @@ def serialize_tensor(array: np.ndarray) -> bytes:
 
 
 def serialize_sample(sample: Mapping[str, np.ndarray]) -> bytes:
-    """One ``tf.train.Example`` with a serialized tensor per key (keys in sorted order, so that the
-    same sample always gives the same bytes)."""
+    """One ``tf.train.Example`` with a serialized tensor per key. Serialized deterministically (the
+    feature map in key order): otherwise protobuf writes the map in an order that depends on the
+    process's string hash seed, and the same sample gives different bytes in another process."""
     tf = _tensorflow()
     features = {
         name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[serialize_tensor(np.asarray(sample[name]))]))
-        for name in sorted(sample)
+        for name in sample
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 # --- Reading -------------------------------------------------------------------------------------
