@@ -100,7 +100,27 @@ def test_the_bicubic_baseline_scores_zero_gain_and_restores_nothing(tmp_path):
     report = evaluate_superres(tmp_path / "bicubic", test)
     for output in report["outputs"].values():
         ours, theirs = (output["methods"][name]["overall"] for name in ("model", "bicubic"))
-        assert ours["psnr_pooled"] == pytest.approx(theirs["psnr_pooled"], abs=1e-3)
-        assert 20 < theirs["psnr_pooled"] < 60
+        assert ours["psnr"] == pytest.approx(theirs["psnr"], abs=1e-3)
+        assert 20 < theirs["psnr"] < 60
+        assert theirs["psnr"] == pytest.approx(-20 * np.log10(theirs["rmse"]))  # from the pooled MSE
         assert output["frequency"]["overall"]["frr"] == pytest.approx(0.0, abs=1e-6)
         assert output["frequency"]["overall"]["fru"] == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "multiple", "radius"),
+    [
+        # One 20 m pixel (a 2 x 2 block of 10 m pixels) reaches the 10 m outputs up to 3 pixels beyond it: the
+        # cubic kernel spans 2 input pixels, i.e. 10 m outputs 2j - 3 .. 2j + 4.
+        ("sharpen_bicubic", {}, 2, 3),
+        # One 10 m pixel k reaches the 2.5 m outputs 4k - 6 .. 4k + 9: 1.5 10 m pixels beyond it, rounded up.
+        ("superres_bicubic", {"factor": 4, "with_20m_bands": False}, 1, 2),
+    ],
+)
+def test_export_measures_the_tiling_at_the_output_pixel_size(tmp_path, name, params, multiple, radius):
+    model = create_model(name, **params)
+    export_savedmodel(model.model(), model, tmp_path / name)
+    description = json.loads((tmp_path / name / "decloud_model.json").read_text())
+    assert description["size_multiple"] == multiple
+    assert description["receptive_field"] == {"radius_10m_pixels": radius, "at_least": False}
+    assert description["tiling"]["cropped_outputs"] == []  # super-resolution models have no cropped copies

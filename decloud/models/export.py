@@ -3,7 +3,8 @@
 ``export_savedmodel`` writes the Keras model's ``serving_default`` signature (inputs named by key, free
 spatial size; outputs ``s2_estim``, ``s2_estim_pad32``...) plus ``decloud_model.json`` describing inputs,
 outputs, band orders and scaling. :class:`ServingModel` loads any such SavedModel and measures what tiled
-inference needs: the input size multiple and the receptive field.
+inference needs: the input size multiple and the receptive field. Outputs are expected at the pixel size the
+description gives them (finer than their source's for super-resolution), else at their source's.
 
 The receptive field is measured when a SavedModel is exported and written in its description, from which
 the ONNX metadata copies it: :func:`tiling_description` is the one rule that turns it into the margin the
@@ -13,6 +14,7 @@ streaming engine uses by default (``--pad``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -106,15 +108,18 @@ def tiling_description(serving: ServingModel, multiple: int) -> dict[str, Any]:
     radius, beyond_probe = serving.receptive_field(multiple)
     pads = [pad for pad in PADS if pad >= radius]
     crop = pads[0] if pads else PADS[-1]
+    cropped = [padded_name(name, crop) for name in serving.main_outputs() if padded_name(name, crop) in serving.outputs]
+    note = (
+        f"run on overlapping tiles (sizes and margins multiples of {multiple}) with margins of at least the "
+        "receptive field radius"
+    )
+    if cropped:  # models without cropped copies (super-resolution) only get the margin
+        note += f"; the {crop}-pixel cropped outputs do not depend on the tile borders" + (
+            "" if radius <= crop else " (approximately: the receptive field is wider than the largest crop)"
+        )
     return {
         "receptive_field": {"radius_10m_pixels": radius, "at_least": beyond_probe},
-        "tiling": {
-            "margin_10m_pixels": -(-radius // multiple) * multiple,
-            "cropped_outputs": [padded_name(name, crop) for name in serving.main_outputs()],
-            "note": f"run on overlapping tiles (sizes and margins multiples of {multiple}) with margins of at least "
-            f"the receptive field radius; the {crop}-pixel cropped outputs do not depend on the tile borders"
-            + ("" if radius <= crop else " (approximately: the receptive field is wider than the largest crop)"),
-        },
+        "tiling": {"margin_10m_pixels": -(-radius // multiple) * multiple, "cropped_outputs": cropped, "note": note},
     }
 
 
@@ -125,7 +130,8 @@ def export_savedmodel(
     including the receptive field measured on the exported signature."""
     with atomic_directory(path) as temporary:
         keras_model.export(str(temporary), format="tf_saved_model", verbose=False)
-        description, serving = model_description(model, cloudy_pixels), ServingModel(temporary)
+        description = model_description(model, cloudy_pixels)
+        serving = ServingModel(temporary, description)
         description["size_multiple"] = serving.size_multiple()
         description.update(tiling_description(serving, description["size_multiple"]))
         (temporary / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
@@ -149,7 +155,8 @@ def read_description(path: Path) -> dict[str, Any]:
 class ServingModel:
     """The ``serving_default`` signature of a SavedModel, called with numpy dicts."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], description: dict[str, Any] | None = None) -> None:
+        """``description``: the one the SavedModel will hold, when it is measured before it is written."""
         self.path = Path(path)
         if self.path.is_file():
             onnx = self.path.suffix.lower() == ".onnx"
@@ -167,10 +174,18 @@ class ServingModel:
         self.signature = self._loaded.signatures[SIGNATURE]
         self.inputs: dict[str, tf.TensorSpec] = dict(self.signature.structured_input_signature[1])
         self.outputs: list[str] = sorted(self.signature.structured_outputs)
-        self.description = read_description(self.path / DESCRIPTION_FILE)
+        self.description = read_description(self.path / DESCRIPTION_FILE) if description is None else description
 
     def main_outputs(self) -> list[str]:
         return [name for name in self.outputs if "_pad" not in name]
+
+    def output_pixel_size(self, name: str) -> float:
+        """Pixel size of main output ``name``, in 10 m pixels: as the description gives it (0.5 for a x2
+        super-resolution output), else its source's."""
+        for output in self.description.get("outputs", []):
+            if isinstance(output, dict) and output.get("name") == name and "pixel_size_m" in output:
+                return float(output["pixel_size_m"]) / 10
+        return float(keys.SOURCES[output_source(name)].scale)
 
     def __call__(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
         tensors = {name: tf.convert_to_tensor(feed[name], spec.dtype) for name, spec in self.inputs.items()}
@@ -196,10 +211,8 @@ class ServingModel:
             outputs = self(self.probe_inputs(size))
         except tf.errors.InvalidArgumentError:
             return False
-        return all(
-            outputs[name].shape[1:3] == (size // keys.SOURCES[output_source(name)].scale,) * 2
-            for name in self.main_outputs()
-        )
+        expected = {name: round(size / self.output_pixel_size(name)) for name in self.main_outputs()}
+        return all(outputs[name].shape[1:3] == (side, side) for name, side in expected.items())
 
     def size_multiple(self) -> int:
         """Smallest power of two m such that inputs 3m pixels wide (an odd multiple of m) give outputs of
@@ -248,11 +261,11 @@ class ServingModel:
         outputs = self(feed)
         radius, reached = 0, False
         for name in self.main_outputs():
-            scale = keys.SOURCES[output_source(name)].scale
+            scale = self.output_pixel_size(name)
             rows, cols = np.nonzero(np.any(outputs[name][0] != outputs[name][1], axis=-1))
-            for positions in (rows, cols):
+            for positions, extent in zip((rows, cols), outputs[name].shape[1:3], strict=True):
                 if positions.size:
                     beyond = max(start - positions.min() * scale, (positions.max() + 1) * scale - start - multiple)
-                    radius = max(radius, int(beyond))
-                    reached |= bool(positions.min() == 0 or positions.max() == size // scale - 1)
+                    radius = max(radius, math.ceil(beyond))
+                    reached |= bool(positions.min() == 0 or positions.max() == extent - 1)
         return radius, reached

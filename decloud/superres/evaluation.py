@@ -1,10 +1,11 @@
 """Evaluation of a super-resolution SavedModel on held-out records, under the Wald protocol, beside the
 bicubic upsampling of the same degraded inputs (the baseline a user would otherwise use).
 
-Per output and per band: PSNR from the pooled MSE (``psnr_pooled``; reflectance, data range 1), and the
-shared metrics of :class:`decloud.models.metrics.BandAccumulator` (MAE, MSE, mean per-image PSNR, SSIM,
-SAM); and in the frequency domain, the radial profiles of bicubic (the input upsampled), prediction and
-target, with FRR / FRO / FRU (%) per band and over all bands.
+Per output and per band, on the pixels where the target and both estimates are valid, the scores of
+:class:`decloud.models.scores.HoleScores` (every output pixel is one the method had to produce): MAE, RMSE,
+PSNR from the pooled MSE (reflectance, data range 1), SSIM and SAM; and in the frequency domain, the radial
+profiles of bicubic (the input upsampled), prediction and target, with FRR / FRO / FRU (%) per band and over
+all bands.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from decloud.models.export import ServingModel
-from decloud.models.metrics import PSNR_DATA_RANGE, BandAccumulator
 from decloud.models.model import SOURCE_BANDS, output_source
 from decloud.models.registry import create_model
+from decloud.models.scores import HoleScores, scorable
 from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import make_dataset
 from decloud.superres.frequency import frequency_scores, radial_profile
@@ -79,7 +79,7 @@ def evaluate_superres(
     baseline = bicubic_twin(model).model()
     outputs = model.output_names()
     accumulators = {
-        method: {name: BandAccumulator(SOURCE_BANDS[output_source(name)]) for name in outputs}
+        method: {name: HoleScores(SOURCE_BANDS[output_source(name)]) for name in outputs}
         for method in ("model", BASELINE)
     }
     spectra = {name: _Profiles(len(SOURCE_BANDS[output_source(name)])) for name in outputs}
@@ -90,8 +90,11 @@ def evaluate_superres(
         estimates = {"model": serving(feed), BASELINE: {k: np.asarray(v) for k, v in baseline(feed).items()}}
         for name in outputs:
             target = targets[name].numpy()
-            for method, accumulator in accumulators.items():
-                accumulator[name].update(tf.constant(target), tf.constant(estimates[method][name]))
+            for index, truth in enumerate(target):
+                images = {method: estimates[method][name][index] for method in accumulators}
+                scored = scorable(truth, np.ones(truth.shape[:2], dtype=bool), list(images.values()))
+                for method, accumulator in accumulators.items():
+                    accumulator[name].update(truth, images[method], scored)
             valid = (target != S2_NODATA).all(axis=(1, 2, 3))
             spectra[name].update(
                 {"model": estimates["model"][name], BASELINE: estimates[BASELINE][name], "target": target}, valid
@@ -100,9 +103,7 @@ def evaluate_superres(
     report_outputs = {}
     for name in outputs:
         bands = list(SOURCE_BANDS[output_source(name)])
-        methods = {
-            method: _with_pooled_psnr(accumulator[name].results()) for method, accumulator in accumulators.items()
-        }
+        methods = {method: accumulator[name].results() for method, accumulator in accumulators.items()}
         report_outputs[name] = {"bands": bands, "methods": methods, "frequency": spectra[name].results(bands)}
     return {
         "savedmodel": str(Path(savedmodel)),
@@ -113,16 +114,6 @@ def evaluate_superres(
         "samples": samples,
         "outputs": report_outputs,
     }
-
-
-def _with_pooled_psnr(results: dict[str, Any]) -> dict[str, Any]:
-    def pooled(mse):
-        return None if mse is None else float(10 * np.log10(PSNR_DATA_RANGE**2 / max(mse, 1e-10)))
-
-    results["overall"]["psnr_pooled"] = pooled(results["overall"]["mse"])
-    for band in results["per_band"].values():
-        band["psnr_pooled"] = pooled(band["mse"])
-    return results
 
 
 def format_superres_table(report: dict[str, Any]) -> str:
@@ -143,9 +134,9 @@ def format_superres_table(report: dict[str, Any]) -> str:
         for band, ours, theirs, scores in rows:
             ssim = [f"{value:.4f}" if value is not None else "-" for value in (ours["ssim"], theirs["ssim"])]
             freq = [f"{scores[key]:.1f}" for key in ("frr", "fro", "fru")] if scores else ["-"] * 3
-            gain = ours["psnr_pooled"] - theirs["psnr_pooled"]
+            gain = ours["psnr"] - theirs["psnr"]
             lines.append(
-                f"| {band} | {ours['psnr_pooled']:.2f} | {theirs['psnr_pooled']:.2f} | {gain:+.2f} | "
+                f"| {band} | {ours['psnr']:.2f} | {theirs['psnr']:.2f} | {gain:+.2f} | "
                 f"{ssim[0]} | {ssim[1]} | {' | '.join(freq)} |"
             )
     return "\n".join(lines)
