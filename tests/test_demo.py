@@ -233,16 +233,19 @@ def test_gap_filling_interpolates_between_the_nearest_clear_dates_pixel_by_pixel
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="on today's generated landscape the small model loses to whole-series gap-filling on same-date hole "
-    "pixels (seed 0: test records MAE 0.0122 vs 0.0051); remove this mark when the model wins",
+    reason="the residual model beats whole-series gap-filling on the cloudy pixels of the generated tile by too "
+    "little (seed 0, test area: MAE 0.0099 vs 0.0105, 0.94 x; PSNR 36.69 vs 36.52 dB; seam ratio 1.04); "
+    "remove this mark when its MAE is at most 0.8 x",
 )
-def test_the_full_demo_runs_and_the_model_beats_gap_filling_on_the_test_records(tmp_path):
-    """On the held-out test records of same-date truth (transplanted real masks of the tile), scored on their
-    hole pixels against the same clear image, the model beats gap-filling over the whole series and the copy of
-    the nearest clear observation."""
+def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(tmp_path):
+    """On the cloudy pixels of the test area (patches never trained on), against the generator's cloud-free truth:
+    the model's MAE is at most 0.8 x that of linear gap-filling over the whole series and its PSNR (pooled MSE)
+    higher; the mean gradient across the cloud masks' edges is within 20 % of the truth's."""
     run = run_demo_command(tmp_path / "out")
     assert run.status == 0
-    methods = run.metrics["scopes"]["test_records"]["methods"]
-    assert methods["model"]["mae"] < methods["gapfilling_series"]["mae"]
-    assert methods["model"]["mae"] < methods["copy_nearest"]["mae"]
+    methods = run.metrics["scopes"]["test_area_cloudy_pixels"]["methods"]
+    assert methods["model"]["mae"] <= 0.8 * methods["gapfilling_series"]["mae"]
+    assert methods["model"]["psnr"] > methods["gapfilling_series"]["psnr"]
+    seam = run.metrics["seam_gradient"]
+    assert abs(seam["model"] / seam["truth"] - 1) <= 0.2
     assert sorted(run.listed) == sorted(path for path in run.out.rglob("*") if path.is_file())
