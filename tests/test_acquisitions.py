@@ -622,6 +622,21 @@ def test_same_date_variants_transplant_a_mask_onto_a_clear_t_that_is_the_target(
     assert not {"s2_clouds", "s2_20m_clouds"} & set(names)
 
 
+def test_the_clear_neighbours_variant_differs_from_the_same_date_layout_by_its_tm1_and_tp1_only():
+    """tm1 / tp1 cloud-free, from 5 to 30 days before / after t: what the time-series processor feeds."""
+    same_date = AcquisitionFactory.get_acquisition(CONFIGS / "crga_os2_same_date.json")
+    layout = AcquisitionFactory.get_acquisition(CONFIGS / "crga_os2_same_date_clear.json")
+    assert layout.transplants == {"t": "clouds"}
+    for name, acquisition in same_date.acquisitions.items():
+        if name in ("tm1", "tp1"):
+            assert layout.acquisitions[name].s2 == S2Acquisition(0, 0)
+            assert layout.acquisitions[name].s1 == acquisition.s1
+        else:
+            assert layout.acquisitions[name] == acquisition
+    assert layout.acquisitions["tm1"].window_hours == (-720, -120)
+    assert layout.acquisitions["tp1"].window_hours == (120, 720)
+
+
 def test_same_date_python_and_json_forms_are_equal():
     layout = AcquisitionsLayout()
     layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 0), timeframe_origin=True, clouds_from="clouds")

@@ -91,6 +91,7 @@ def test_every_date_with_neighbours_is_reconstructed_on_the_tile_grid_keeping_cl
     assert len(products) == QUICK.s2_dates
     # the first and last dates lack a date before / after them
     assert [p.name.split("_reconstructed")[0] for p in reconstructed] == [p.name for p in products[1:-1]]
+    kept_shares = []
     for path in reconstructed:
         product = quick.product(path.name.split("_reconstructed")[0])
         with rasterio.open(path) as output, rasterio.open(product / f"{product.name}_FRE_10m.tif") as source:
@@ -100,8 +101,10 @@ def test_every_date_with_neighbours_is_reconstructed_on_the_tile_grid_keeping_cl
         clouds = read(product / f"{product.name}_CLM_R1.tif")[0] != 0
         near_clouds = ndimage.binary_dilation(clouds, np.ones((15, 15), bool))  # the cross-fade reaches 7 pixels
         kept = ~near_clouds & (estimate != S2_NODATA).all(axis=0) & (cloudy != S2_NODATA).all(axis=0)
-        assert kept.mean() > 0.5
+        assert kept.any()  # a date may be mostly cloudy, its estimate no-data without a clear date before
+        kept_shares.append(kept.mean())
         np.testing.assert_array_equal(estimate[:, kept], cloudy[:, kept])
+    assert np.mean(kept_shares) > 0.5
 
 
 def test_the_quicklook_shows_the_date_nearest_half_cloudy(quick):
@@ -230,16 +233,19 @@ def test_gap_filling_interpolates_between_the_nearest_clear_dates_pixel_by_pixel
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="on today's generated landscape the small model loses to whole-series gap-filling on same-date hole "
-    "pixels (seed 0: test records MAE 0.0122 vs 0.0051); remove this mark when the model wins",
+    reason="the residual model beats whole-series gap-filling on the cloudy pixels of the generated tile by too "
+    "little (seed 0, test area: MAE 0.0099 vs 0.0105, 0.94 x; PSNR 36.69 vs 36.52 dB; seam ratio 1.04); "
+    "remove this mark when its MAE is at most 0.8 x",
 )
-def test_the_full_demo_runs_and_the_model_beats_gap_filling_on_the_test_records(tmp_path):
-    """On the held-out test records of same-date truth (transplanted real masks of the tile), scored on their
-    hole pixels against the same clear image, the model beats gap-filling over the whole series and the copy of
-    the nearest clear observation."""
+def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(tmp_path):
+    """On the cloudy pixels of the test area (patches never trained on), against the generator's cloud-free truth:
+    the model's MAE is at most 0.8 x that of linear gap-filling over the whole series and its PSNR (pooled MSE)
+    higher; the mean gradient across the cloud masks' edges is within 20 % of the truth's."""
     run = run_demo_command(tmp_path / "out")
     assert run.status == 0
-    methods = run.metrics["scopes"]["test_records"]["methods"]
-    assert methods["model"]["mae"] < methods["gapfilling_series"]["mae"]
-    assert methods["model"]["mae"] < methods["copy_nearest"]["mae"]
+    methods = run.metrics["scopes"]["test_area_cloudy_pixels"]["methods"]
+    assert methods["model"]["mae"] <= 0.8 * methods["gapfilling_series"]["mae"]
+    assert methods["model"]["psnr"] > methods["gapfilling_series"]["psnr"]
+    seam = run.metrics["seam_gradient"]
+    assert abs(seam["model"] / seam["truth"] - 1) <= 0.2
     assert sorted(run.listed) == sorted(path for path in run.out.rglob("*") if path.is_file())

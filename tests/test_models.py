@@ -160,6 +160,29 @@ def test_gapfilling_interpolates_in_time_and_falls_back_on_the_valid_date():
     np.testing.assert_allclose(np.asarray(same), 0.5)
 
 
+def test_a_residual_crga_adds_its_correction_to_the_clear_pixels_or_the_mean_of_the_neighbouring_dates():
+    """With the correction head zeroed, the residual network outputs its baseline: the clear pixels of t, else
+    the mean of tm1 and tp1, else the valid one of them, else 0; the head's output adds to it everywhere."""
+    network = create_model("crga_os2_unet", filters=4, depth=2, residual=True).model()
+    head = network.get_layer("s2_head")
+    kernel, bias = head.get_weights()
+    feed = {tensor.name: np.full((1, 4, 4, tensor.shape[-1]), 1000.0, np.float32) for tensor in network.inputs}
+    feed["s2_t"][:] = S2_NODATA
+    feed["s2_t"][0, 0, 0] = 500.0  # a clear pixel of t
+    feed["s2_tm1"][:] = 2000.0
+    feed["s2_tp1"][:] = 4000.0
+    feed["s2_tp1"][0, 1, 1] = S2_NODATA  # tm1 only
+    feed["s2_tm1"][0, 2, 2] = S2_NODATA  # tp1 only
+    feed["s2_tm1"][0, 3, 3] = feed["s2_tp1"][0, 3, 3] = S2_NODATA  # nothing to start from
+    expected = np.full((4, 4, 4), 3000.0)
+    expected[0, 0], expected[1, 1], expected[2, 2], expected[3, 3] = 500.0, 2000.0, 4000.0, 0.0
+    head.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected, atol=1e-3)
+    head.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.01)])  # +0.01 reflectance = +100
+    np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected + 100.0, atol=1e-2)
+    assert create_model("crga_os2_unet").get_config()["residual"] is False
+
+
 def _pair(seed=0, shape=(2, 16, 16, 4)):
     rng = np.random.default_rng(seed)
     target = rng.uniform(100, 3000, shape).astype(np.float32)

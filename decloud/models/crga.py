@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from keras import ops
+
+from decloud.core import keys
+from decloud.models.gapfilling import keep_or_interpolate
 from decloud.models.registry import register
 from decloud.models.unet import MultiBranchUNet
 
@@ -21,11 +25,29 @@ class CrgaOs1Unet(MultiBranchUNet):
 
 @register("crga_os2_unet")
 class CrgaOs2Unet(MultiBranchUNet):
-    """U-Net over the dates ``tm1``, ``t`` and ``tp1`` (S1 + S2 each)."""
+    """U-Net over the dates ``tm1``, ``t`` and ``tp1`` (S1 + S2 each).
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {"with_s1": True}
+    With ``residual``, the network learns only a correction of the estimate a user would otherwise make: the
+    clear pixels of ``t`` as they are, elsewhere the mean of ``tm1`` and ``tp1`` (the valid one where only one
+    is), and the U-Net's output is added to it. The network then spends its capacity on what the neighbouring
+    dates get wrong (the change S1 sees between them, the texture of the clear neighbourhood) instead of
+    relearning to copy reflectances.
+    """
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {"with_s1": True, "residual": False}
     S1_ACQUISITIONS = ("tm1", "t", "tp1")
     S2_ACQUISITIONS = ("tm1", "t", "tp1")
+
+    def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
+        corrections = super().get_outputs(normalized_inputs)
+        if not self.params["residual"]:
+            return corrections
+
+        def baseline(source: str) -> Any:
+            at, before, after = (normalized_inputs[keys.key(source, a)] for a in ("t", "tm1", "tp1"))
+            return keep_or_interpolate(at, before, after)
+
+        return {source: ops.add(baseline(source), correction) for source, correction in corrections.items()}
 
 
 @register("crga_os2_david")

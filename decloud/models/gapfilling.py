@@ -40,6 +40,15 @@ def interpolate(before: Any, after: Any, weight: Any) -> Any:
     return ops.where(ops.logical_and(valid_before, valid_after), blended, one_valid)
 
 
+def keep_or_interpolate(at: Any, before: Any, after: Any, weight: Any = 0.5) -> Any:
+    """The baseline a residual network corrects: ``at`` where it is valid (a clear pixel of the date), else
+    :func:`interpolate` of ``before`` and ``after``, else 0 (nothing to start from: the network estimates
+    the whole value)."""
+    filled = interpolate(before, after, weight)
+    filled = ops.where(is_valid_s2(filled), filled, ops.zeros_like(filled))
+    return ops.where(is_valid_s2(at), at, filled)
+
+
 @register("gapfilling")
 class GapFilling(Model):
     S2_ACQUISITIONS = (BEFORE, AFTER)

@@ -2,7 +2,8 @@
 time-series pre-processor, done with numpy):
 
 - **pair selection**: among candidate S2 dates (before, or after, the target date), each pixel takes the
-  closest date whose S2 pixel is clear and valid and that has a valid S1 pixel within ``max_gap_hours``
+  closest date whose S2 pixel is clear (farther than the ``--keep_clear`` dilation from its clouds, whose
+  masks miss the thin edges) and valid and that has a valid S1 pixel within ``max_gap_hours``
   (the S1 image closest in time to that S2 date, among those valid at the pixel);
 - **S1 mosaic**: each pixel takes the valid S1 pixel of the date closest to the target date (closest
   on top).
@@ -166,7 +167,10 @@ class PairSelectionSource(_ProductsSource):
     def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
         window = windows[1]
         s2_values, s2_valid = self._read_s2(self.s2, window)
-        s2_valid &= np.stack([read_raster(clm, window, None).values[..., 0] == 0 for clm in self.clm])
+        # a candidate's pixel is clear away from its clouds only: cloud masks miss the thin edges of clouds
+        s2_valid &= np.stack(
+            [~estimated_mask(cloud_holes(read_raster(clm, window, None).values[..., 0])) for clm in self.clm]
+        )
         s1_values = s1_valid = None
         if self.s1 is not None:
             s1 = [read_raster(dataset, window, S1_NODATA) for dataset in self.s1]
