@@ -238,3 +238,18 @@ def test_full_disk_is_one_line_and_nothing_published(tmp_path: Path, small_file_
             assert visible_files(out) == [] and not any(out.rglob(".decloud-tmp-*"))
         shutil.rmtree(out, ignore_errors=True)
     assert failures >= 2  # the disk was really full for the larger images
+
+
+def test_records_on_a_full_disk_are_one_error_naming_the_shard(small_file_system: Path) -> None:
+    """TensorFlow's TFRecordWriter reports a full disk as a ResourceExhaustedError naming no output: the
+    writer says which records folder and shard could not be written, and publishes nothing."""
+    from decloud.sampling.tfrecords import RecordsWriter
+
+    sample = {"s2_t": np.zeros((256, 256, 4), np.int16)}  # 512 KB per sample: the third one fills the disk
+    with (
+        pytest.raises(OutputWriteError, match=r"records.*0\.records: no space left on device"),
+        RecordsWriter(small_file_system / "records", 100) as writer,
+    ):
+        for _ in range(4):
+            writer.write(sample)
+    assert sorted(path.name for path in small_file_system.iterdir()) == ["fill"]

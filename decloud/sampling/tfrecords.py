@@ -26,6 +26,7 @@ import numpy as np
 
 from decloud.core.atomic import Outputs, atomic_outputs
 from decloud.core.errors import DecloudError, InputNotFoundError
+from decloud.core.raster import write_failure
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,27 @@ class RecordsWriter(AbstractContextManager):
             self.types = {name: _dtype_name(array) for name, array in sorted(arrays.items())}
             self.shapes = {name: list(array.shape) for name, array in sorted(arrays.items())}
         self._check(arrays)
-        if self.count % self.n_samples_per_shard == 0:
-            self._next_shard()
-        self._shard.write(serialize_sample(arrays))
+        with self._write_failures_named():
+            if self.count % self.n_samples_per_shard == 0:
+                self._next_shard()
+            self._shard.write(serialize_sample(arrays))
         self.count += 1
         self.shard_samples[self._shard_name] += 1
 
     def attach_json(self, name: str, content: object) -> None:
         """Write a JSON file (e.g. a summary) into the folder; it appears with the shards."""
-        (self._work_dir / name).write_text(json.dumps(content, indent=2) + "\n")
+        with self._write_failures_named(name):
+            (self._work_dir / name).write_text(json.dumps(content, indent=2) + "\n")
+
+    @contextmanager
+    def _write_failures_named(self, name: str | None = None) -> Iterator[None]:
+        """Turn a failed write (a full disk: TensorFlow's ResourceExhaustedError, or an OSError) into one
+        :class:`~decloud.core.errors.OutputWriteError` naming the records folder and the file."""
+        try:
+            yield
+        except (OSError, _tensorflow().errors.OpError) as error:
+            path = self.output_dir / (name or self._shard_name)
+            raise write_failure(path, getattr(error, "message", None) or str(error)) from error
 
     def _check(self, arrays: Mapping[str, np.ndarray]) -> None:
         if set(arrays) != set(self.types):
@@ -128,7 +141,13 @@ class RecordsWriter(AbstractContextManager):
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> bool | None:
         if self._shard is not None:
-            self._shard.close()
+            try:
+                with self._write_failures_named():
+                    self._shard.close()
+            except DecloudError as error:
+                if kind is None:
+                    self._stack.__exit__(type(error), error, None)  # removes the temporary folder
+                    raise
         if kind is None and self.count == 0:
             empty = RecordsError(f"no sample to write in {self.output_dir}")
             self._stack.__exit__(RecordsError, empty, None)  # removes the temporary folder
