@@ -104,7 +104,7 @@ def build_inputs(root: Path) -> dict[str, Path]:
     layout = AcquisitionsLayout()  # one S2 image per sample
     layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 100), timeframe_origin=True)
     layout.validate().to_json(root / "layout.json")
-    model = create_model("gapfilling")
+    model = create_model("crga_os2_unet", with_s1=False, depth=2, filters=8)  # S2-only, small, untrained
     savedmodel = export_savedmodel(model.model(), model, root / "savedmodel")
     return {
         "raw": raws[0], "vh": vh, "products": products[0].parent, "p0": products[0], "p1": products[1],
