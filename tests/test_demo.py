@@ -85,13 +85,16 @@ def test_every_file_written_is_listed_once(quick):
     assert not [name for name in names if ".decloud-tmp-" in name]
 
 
-def test_every_date_with_neighbours_is_reconstructed_on_the_tile_grid_keeping_clear_pixels(quick):
+def test_every_date_is_reconstructed_or_kept_on_the_tile_grid_keeping_clear_pixels(quick):
     reconstructed = sorted((quick.out / "reconstructed").glob("*.tif"))
     products = sorted((quick.out / "prepared" / "S2" / "T31TEJ").iterdir())
     assert len(products) == QUICK.s2_dates
-    # the first and last dates lack a date before / after them
-    assert [p.name.split("_reconstructed")[0] for p in reconstructed] == [p.name for p in products[1:-1]]
-    kept_shares = []
+    # the first and last dates lack a date before / after them: with --keep_clear they are written as
+    # themselves when their cloud mask flags nothing, and skipped otherwise
+    first_last_clear = [p for p in (products[0], products[-1]) if not read(p / f"{p.name}_CLM_R1.tif").any()]
+    expected = sorted([p.name for p in products[1:-1] + first_last_clear])
+    assert [p.name.split("_reconstructed")[0] for p in reconstructed] == expected
+    shares = []
     for path in reconstructed:
         product = quick.product(path.name.split("_reconstructed")[0])
         with rasterio.open(path) as output, rasterio.open(product / f"{product.name}_FRE_10m.tif") as source:
@@ -101,10 +104,10 @@ def test_every_date_with_neighbours_is_reconstructed_on_the_tile_grid_keeping_cl
         clouds = read(product / f"{product.name}_CLM_R1.tif")[0] != 0
         near_clouds = ndimage.binary_dilation(clouds, np.ones((15, 15), bool))  # the cross-fade reaches 7 pixels
         kept = ~near_clouds & (estimate != S2_NODATA).all(axis=0) & (cloudy != S2_NODATA).all(axis=0)
-        assert kept.any()  # a date may be mostly cloudy, its estimate no-data without a clear date before
-        kept_shares.append(kept.mean())
         np.testing.assert_array_equal(estimate[:, kept], cloudy[:, kept])
-    assert np.mean(kept_shares) > 0.5
+        shares.append(kept.mean())
+    # some dates are mostly cloudy (and the blend zone widens their masks); over the series most pixels are kept
+    assert min(shares) > 0 and np.mean(shares) > 0.5, shares
 
 
 def test_the_quicklook_shows_the_date_nearest_half_cloudy(quick):

@@ -162,7 +162,7 @@ def test_command_line_prints_and_writes_the_report(gapfilling_savedmodel, crga_r
     # a report already written is shown again, not recomputed; the user's own JSON is never replaced
     inode = output.stat().st_ino
     assert main([*arguments, "--output", str(output)]) == 0 and output.stat().st_ino == inode
-    assert "s2_estim vs s2_target (5 samples)" in capsys.readouterr().out
+    assert "s2_estim vs s2_target (5 samples; scored: every valid target pixel" in capsys.readouterr().out
     mine = tmp_path / "mine.json"
     mine.write_text('{"my": "notes"}')
     assert main([*arguments, "--output", str(mine), "--overwrite"]) == 1

