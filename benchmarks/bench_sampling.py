@@ -30,13 +30,13 @@ from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.shipped import layout_path
 from decloud.core import keys
 from decloud.core.atomic import COMPLETION_MARKER
-from decloud.core.naming import S1ProductName
-from decloud.core.raster import write_array
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     S1_SUFFIX_NODATA_STATS,
     S2_SUFFIX_CLOUD_STATS,
     S2_SUFFIX_NODATA_STATS,
 )
+from decloud.core.naming import S1ProductName
+from decloud.core.raster import write_array
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product

@@ -29,9 +29,9 @@ from affine import Affine
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S2Acquisition
 from decloud.core.atomic import COMPLETION_MARKER, is_temporary
+from decloud.core.constants import S1_SUFFIX_VVVH
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import S1_SUFFIX_VVVH
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.sentinel1_prepare import nodata_stats_path, prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product

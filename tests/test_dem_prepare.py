@@ -16,8 +16,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform, transform_bounds
 
 from decloud import cli
+from decloud.core.constants import DEM_NODATA, S2_BANDS_20M, S2_NODATA
 from decloud.core.raster import Grid, write_array
-from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_20M, S2_NODATA
 from decloud.preprocessing.dem_prepare import DEM_DESCRIPTION, horizontal_crs, main, prepare_dem
 from decloud.testing.dem import make_dem
 

@@ -21,12 +21,12 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from decloud.cli import COMMANDS
+from decloud.core.constants import S2_BANDS_10M, S2_NODATA
 from decloud.demo.assessment import METHODS, TABLE_METHODS
 from decloud.demo.main import main
 from decloud.demo.pipeline import QUICK, dataset_rows
 from decloud.demo.scene import TRUTH_SUFFIX, plan_scene
 from decloud.models.series_baselines import gap_fill as gap_filling
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
 
 SCOPES = ("test_records", "test_area_cloudy_pixels", "tile_cloudy_pixels")
 

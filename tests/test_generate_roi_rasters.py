@@ -20,8 +20,8 @@ from affine import Affine
 from rasterio.warp import transform as transform_points
 
 from decloud import cli
+from decloud.core.constants import S2_SUFFIX_FRE_10M
 from decloud.core.errors import InputNotFoundError, InvalidFileError
-from decloud.preprocessing.constants import S2_SUFFIX_FRE_10M
 from decloud.preprocessing.generate_roi_rasters import UNASSIGNED, draw_datasets, main
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import TilesConfig, tile_reference_grid

@@ -11,8 +11,8 @@ import rasterio
 from rasterio.windows import Window
 from scipy import ndimage
 
+from decloud.core.constants import S1_NODATA, S2_NODATA
 from decloud.core.raster import Grid
-from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.production.input_selection import (

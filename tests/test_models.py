@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from decloud.core import keys
+from decloud.core.constants import S2_NODATA
 from decloud.core.errors import InvalidArgumentError
 from decloud.models import metrics
 from decloud.models.data import check_records, required_keys
@@ -17,7 +18,6 @@ from decloud.models.gapfilling import interpolate, interpolation_weight
 from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
 from decloud.models.registry import available_models, create_model, import_modules, register
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import RecordsError
 from decloud.testing.records import LAYOUTS, layout_keys, write_records
 

@@ -15,9 +15,9 @@ import pytest
 import rasterio
 from affine import Affine
 
+from decloud.core.constants import S2_NODATA
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.preprocessing.dem_prepare import prepare_dem
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from decloud.core.constants import S2_NODATA
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.production import crga_timeseries_processor, meraner_processor

@@ -13,9 +13,9 @@ import pytest
 import rasterio
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S1Acquisition, S2Acquisition
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.core.errors import InvalidArgumentError
 from decloud.models.create_tfrecords import main as create_tfrecords_main
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product

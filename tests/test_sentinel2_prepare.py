@@ -15,8 +15,7 @@ import pytest
 import rasterio
 
 from decloud.core.atomic import COMPLETION_MARKER
-from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, ProductFormatError
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     S2_BANDS_10M,
     S2_BANDS_20M,
     S2_NODATA,
@@ -27,6 +26,7 @@ from decloud.preprocessing.constants import (
     S2_SUFFIX_FRE_20M,
     S2_SUFFIX_NODATA_STATS,
 )
+from decloud.core.errors import CorruptRasterError, GridMismatchError, InputNotFoundError, ProductFormatError
 from decloud.preprocessing.sentinel2_prepare import main, prepare_s2_product
 from decloud.testing.regions import Rect
 from decloud.testing.safe import make_safe_product

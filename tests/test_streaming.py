@@ -11,9 +11,9 @@ import pytest
 import rasterio
 from affine import Affine
 
+from decloud.core.constants import S2_NODATA
 from decloud.core.errors import GridMismatchError, InvalidArgumentError
 from decloud.core.raster import Grid, write_array
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.production.backends import ModelError, SavedModelBackend
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import rasterio
 
+from decloud.core.constants import S2_NODATA
 from decloud.core.errors import DecloudError, OutputWriteError
 from decloud.core.raster import Grid, write_array
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.production import streaming
 from decloud.production.backends import ModelBackend

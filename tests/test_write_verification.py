@@ -19,10 +19,10 @@ import rasterio
 import rasterio.io
 from affine import Affine
 
+from decloud.core.constants import S2_NODATA
 from decloud.core.errors import OutputWriteError
 from decloud.core.raster import Grid, geotiff_profile, verify_geotiff, write_array
 from decloud.preprocessing import dem_prepare, generate_roi_rasters, sentinel1_prepare, sentinel2_prepare
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.production.backends import ModelBackend
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decloud.preprocessing.constants import S2_NODATA
+from decloud.core.constants import S2_NODATA
 
 #: The ``decloud_model.json`` key telling how the cloudy pixels of the image to reconstruct reach the model.
 DESCRIPTION_KEY = "cloudy_pixels"

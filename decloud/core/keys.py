@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from decloud.core.constants import S1_BANDS, S2_BANDS_10M, S2_BANDS_20M
 from decloud.core.errors import InvalidArgumentError
-from decloud.preprocessing.constants import S1_BANDS, S2_BANDS_10M, S2_BANDS_20M
 
 # --- Image sources (one tensor per acquisition) ------------------------------------------------
 S1 = "s1"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
 
+from decloud.core.constants import S1_SUFFIX_VVVH
 from decloud.core.errors import ProductFormatError
-from decloud.preprocessing.constants import S1_SUFFIX_VVVH
 
 _THEIA_NAME = re.compile(
     r"^(?P<satellite>SENTINEL2[ABCD])_(?P<datetime>\d{8}-\d{6}-\d{3})_L2A_(?P<tile>T\d{2}[A-Z]{3})"

@@ -13,8 +13,8 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from decloud.core.constants import PATCH_SIZE
 from decloud.core.errors import InvalidArgumentError
-from decloud.preprocessing.constants import PATCH_SIZE
 
 
 def patch_grid_shape(height: int, width: int, patch_size: int = PATCH_SIZE) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
 from decloud.core.atomic import WRITER, WRITER_TAG, atomic_file
+from decloud.core.constants import PATCH_SIZE
 from decloud.core.errors import (
     CorruptRasterError,
     GridMismatchError,
@@ -42,7 +43,6 @@ from decloud.core.errors import (
     InvalidArgumentError,
     OutputWriteError,
 )
-from decloud.preprocessing.constants import PATCH_SIZE
 
 #: Default side of the windows that steps process at once: 1024x1024 pixels keeps every step's memory
 #: in the tens of megabytes and is a multiple of the patch size and of the output block size.

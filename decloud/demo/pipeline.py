@@ -22,6 +22,7 @@ import shapely
 
 from decloud.acquisitions.shipped import layout_path
 from decloud.core.atomic import atomic_directory, atomic_file, outputs_to_write, skip_message
+from decloud.core.constants import S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
@@ -29,7 +30,6 @@ from decloud.demo.quicklook import showcase_date, write_quicklook
 from decloud.demo.scene import TILE, Scene, plan_scene, write_scene
 from decloud.models.evaluation import UNITS, evaluate
 from decloud.models.training import TrainingConfig, train
-from decloud.preprocessing.constants import S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.preprocessing.dem_prepare import prepare_dem
 from decloud.preprocessing.generate_roi_rasters import (
     ROIS_ROOT_KEY,

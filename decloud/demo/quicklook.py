@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 
 from decloud.core.atomic import atomic_file
+from decloud.core.constants import S2_BANDS_10M, S2_MODEL_SCALE, S2_NODATA
 from decloud.core.raster import open_raster, read_window
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_MODEL_SCALE, S2_NODATA
 
 RGB_BANDS = ("B4", "B3", "B2")
 STRETCH_PERCENTILES = (2.0, 98.0)

@@ -24,9 +24,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_file
-from decloud.core.progress import progress
-from decloud.core.raster import block_windows, create_geotiff, geotiff_profile
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     PATCH_SIZE,
     S2_BANDS_10M,
     S2_BANDS_20M,
@@ -35,6 +33,8 @@ from decloud.preprocessing.constants import (
     S2_SUFFIX_FRE_10M,
     S2_SUFFIX_FRE_20M,
 )
+from decloud.core.progress import progress
+from decloud.core.raster import block_windows, create_geotiff, geotiff_profile
 from decloud.testing.dem import make_dem
 from decloud.testing.landscape import BANDS, CLASSES, Conditions, backscatter, block_mean, class_map, reflectance
 from decloud.testing.noise import gamma_speckle

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from decloud.core import keys
+from decloud.core.constants import S1_MODEL_SCALE, S2_MODEL_SCALE, S2_NODATA
 from decloud.models.model import SOURCE_BANDS, is_image_key, output_source
-from decloud.preprocessing.constants import S1_MODEL_SCALE, S2_MODEL_SCALE, S2_NODATA
 
 #: Bands shown as red, green, blue in previews.
 PREVIEW_BANDS = {

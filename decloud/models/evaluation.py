@@ -32,6 +32,7 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
+from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.core.errors import DecloudError
 from decloud.models.export import DESCRIPTION_FILE, ServingModel, read_description
 from decloud.models.gapfilling import AFTER, AT, BEFORE
@@ -39,7 +40,6 @@ from decloud.models.model import OUTPUT_BANDS, TARGET, output_source, target_key
 from decloud.models.registry import available_models, create_model, model_class
 from decloud.models.scores import HoleScores, format_scores, scorable
 from decloud.models.series_baselines import SeriesReader, copy_nearest, gap_fill
-from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.sampling.tfrecords import (
     RecordsError,
     check_sample_counts,

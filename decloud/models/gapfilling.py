@@ -12,10 +12,10 @@ from typing import Any
 from keras import ops
 
 from decloud.core import keys
+from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.core.errors import InvalidArgumentError
 from decloud.models.model import Model, is_valid_s2
 from decloud.models.registry import register
-from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 
 BEFORE, AT, AFTER = "tm1", "t", "tp1"
 

@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.models.scores import MIN_MSE, PSNR_DATA_RANGE
-from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
 
 #: Metric names: the default set, and the extra ones of ``--all_metrics``.
 DEFAULT_METRICS = ("mae", "mse", "psnr")

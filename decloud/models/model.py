@@ -23,8 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from decloud.core import keys
-from decloud.core.errors import InvalidArgumentError
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     DEM_MODEL_SCALE,
     S1_BANDS,
     S1_MODEL_SCALE,
@@ -33,6 +32,7 @@ from decloud.preprocessing.constants import (
     S2_MODEL_SCALE,
     S2_NODATA,
 )
+from decloud.core.errors import InvalidArgumentError
 
 #: Acquisition name of the image a model reconstructs (its key is ``s2_target``).
 TARGET = "target"

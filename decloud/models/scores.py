@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from decloud.preprocessing.constants import S2_MODEL_SCALE, S2_NODATA
+from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
 
 #: PSNR peak value, in reflectance.
 PSNR_DATA_RANGE = 1.0

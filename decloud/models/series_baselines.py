@@ -19,8 +19,8 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from decloud.core.constants import S2_NODATA, S2_SUFFIX_EDG
 from decloud.core.raster import open_raster, read_window
-from decloud.preprocessing.constants import S2_NODATA, S2_SUFFIX_EDG
 from decloud.sampling.catalog import prepared_s2_series
 
 

@@ -5,7 +5,7 @@
 
 The inputs may be in any CRS. Where several inputs cover a pixel, the first one (in the order given)
 that has a value there wins, so list the preferred DEM first and the fallbacks after it. Pixels that no
-input covers stay no-data (:data:`~decloud.preprocessing.constants.DEM_NODATA`).
+input covers stay no-data (:data:`~decloud.core.constants.DEM_NODATA`).
 
 Heights are kept as they are in the inputs: there is no vertical datum conversion (an EGM96 DEM gives
 EGM96 heights). A compound CRS (horizontal + vertical, such as EPSG:9707 "WGS 84 + EGM96 height") is
@@ -36,6 +36,7 @@ from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_file, outputs_to_write
 from decloud.core.cli import run_command
+from decloud.core.constants import DEM_NODATA
 from decloud.core.errors import CorruptRasterError, InvalidArgumentError
 from decloud.core.paths import require_output_file
 from decloud.core.progress import progress
@@ -49,7 +50,6 @@ from decloud.core.raster import (
     write_window,
     written_geotiff,
 )
-from decloud.preprocessing.constants import DEM_NODATA
 
 log = logging.getLogger(__name__)
 

@@ -44,12 +44,12 @@ from decloud.core.atomic import (
     written_by_decloud,
 )
 from decloud.core.cli import run_command
+from decloud.core.constants import PATCH_SIZE
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.patches import patch_grid_shape, patch_grid_transform
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, open_raster, write_array
-from decloud.preprocessing.constants import PATCH_SIZE
 from decloud.preprocessing.tiles import TilesConfig, tile_reference_grid
 
 log = logging.getLogger(__name__)

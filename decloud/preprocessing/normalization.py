@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     S1_ENCODED_MAX,
     S1_ENCODED_MIN,
     S1_LN_MAX,

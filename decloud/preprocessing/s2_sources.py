@@ -22,11 +22,11 @@ from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.errors import GridMismatchError, InputNotFoundError, ProductFormatError
 from decloud.core.grid_20m import resample_bilinear, scaled_grid
 from decloud.core.naming import S2ProductName, parse_s2_product_name
 from decloud.core.raster import Grid, open_raster, read_window, require_same_grid
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 
 
 class ProductFiles:

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_outputs, outputs_to_write
 from decloud.core.cli import run_command
+from decloud.core.constants import S1_BANDS, S1_NODATA, S1_SUFFIX_NODATA_STATS
 from decloud.core.errors import InputNotFoundError, ProductFormatError
 from decloud.core.naming import S1ProductName, parse_s1_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, patch_window
@@ -42,7 +43,6 @@ from decloud.core.raster import (
     write_window,
     written_geotiff,
 )
-from decloud.preprocessing.constants import S1_BANDS, S1_NODATA, S1_SUFFIX_NODATA_STATS
 from decloud.preprocessing.normalization import S1_ENCODING_NOTE, encode_s1
 from decloud.preprocessing.outputs import tile_directory
 

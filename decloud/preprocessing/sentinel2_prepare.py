@@ -25,6 +25,18 @@ import numpy as np
 
 from decloud.core.atomic import atomic_directory, outputs_to_write
 from decloud.core.cli import run_command
+from decloud.core.constants import (
+    S2_BANDS_10M,
+    S2_BANDS_20M,
+    S2_NODATA,
+    S2_REFLECTANCE_SCALE,
+    S2_SUFFIX_CLM,
+    S2_SUFFIX_CLOUD_STATS,
+    S2_SUFFIX_EDG,
+    S2_SUFFIX_FRE_10M,
+    S2_SUFFIX_FRE_20M,
+    S2_SUFFIX_NODATA_STATS,
+)
 from decloud.core.patches import (
     count_per_patch,
     patch_grid_shape,
@@ -43,18 +55,6 @@ from decloud.core.raster import (
     write_array,
     write_window,
     written_geotiff,
-)
-from decloud.preprocessing.constants import (
-    S2_BANDS_10M,
-    S2_BANDS_20M,
-    S2_NODATA,
-    S2_REFLECTANCE_SCALE,
-    S2_SUFFIX_CLM,
-    S2_SUFFIX_CLOUD_STATS,
-    S2_SUFFIX_EDG,
-    S2_SUFFIX_FRE_10M,
-    S2_SUFFIX_FRE_20M,
-    S2_SUFFIX_NODATA_STATS,
 )
 from decloud.preprocessing.outputs import tile_directory, write_completion_marker
 from decloud.preprocessing.s2_sources import S2Source, open_s2_source

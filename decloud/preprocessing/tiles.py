@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from decloud.core.constants import S2_SUFFIX_FRE_10M
 from decloud.core.errors import InputNotFoundError, InvalidFileError
 from decloud.core.paths import require_input_file
 from decloud.core.raster import Grid, open_raster
-from decloud.preprocessing.constants import S2_SUFFIX_FRE_10M
 from decloud.preprocessing.outputs import is_complete
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from decloud.preprocessing.constants import S2_NODATA
+from decloud.core.constants import S2_NODATA
 
 #: Pixels (10 m) by which the cloud mask grows before anything is kept.
 MASK_DILATION = 2

@@ -24,10 +24,10 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
+from decloud.core.constants import S1_NODATA, S2_NODATA
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.raster import Grid
-from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.preprocessing.outputs import is_complete
 from decloud.production.blending import estimated_mask
 from decloud.production.sources import KeyData, TileSource, read_raster

@@ -29,10 +29,10 @@ from affine import Affine
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA, DESCRIPTION_KEY
 from decloud.core import keys
 from decloud.core.atomic import outputs_to_write, skip_message
+from decloud.core.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
 from decloud.core.raster import Grid, open_raster
-from decloud.preprocessing.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.production.backends import ModelBackend, SavedModelBackend, load_backend
 from decloud.production.input_selection import (
     ClearMaskSource,

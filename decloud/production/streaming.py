@@ -37,6 +37,7 @@ from rasterio.windows import Window
 
 from decloud.core import keys
 from decloud.core.atomic import atomic_file
+from decloud.core.constants import S1_NODATA, S2_NODATA
 from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.progress import progress
 from decloud.core.raster import (
@@ -50,7 +51,6 @@ from decloud.core.raster import (
     write_failure,
     write_window,
 )
-from decloud.preprocessing.constants import S1_NODATA, S2_NODATA
 from decloud.production.backends import ModelBackend
 from decloud.production.blending import at_scale, blend_kept, estimate_weights
 from decloud.production.sources import TileSource

@@ -24,12 +24,12 @@ from rasterio.windows import Window
 from decloud.core import keys
 from decloud.core.atomic import is_temporary, outputs_to_write
 from decloud.core.cli import run_command
+from decloud.core.constants import S1_SUFFIX_VVVH
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
 from decloud.core.grid_20m import SCALE_20M, grid_offset
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, block_windows, open_raster, read_window
-from decloud.preprocessing.constants import S1_SUFFIX_VVVH
 from decloud.preprocessing.outputs import is_complete
 from decloud.production.backends import InputCopyBackend
 from decloud.production.input_selection import s1_image, s2_product

@@ -19,11 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from decloud.core.atomic import COMPLETION_MARKER, atomic_file, is_temporary
-from decloud.core.errors import GridMismatchError, InputNotFoundError
-from decloud.core.naming import parse_s1_name, parse_s2_product_name
-from decloud.core.progress import progress
-from decloud.core.raster import Grid, open_raster, read_window
-from decloud.preprocessing.constants import (
+from decloud.core.constants import (
     S1_SUFFIX_NODATA_STATS,
     S1_SUFFIX_VVVH,
     S2_SUFFIX_CLM,
@@ -32,6 +28,10 @@ from decloud.preprocessing.constants import (
     S2_SUFFIX_FRE_20M,
     S2_SUFFIX_NODATA_STATS,
 )
+from decloud.core.errors import GridMismatchError, InputNotFoundError
+from decloud.core.naming import parse_s1_name, parse_s2_product_name
+from decloud.core.progress import progress
+from decloud.core.raster import Grid, open_raster, read_window
 from decloud.preprocessing.tiles import TilesConfig
 
 log = logging.getLogger(__name__)

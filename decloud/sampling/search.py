@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
+from decloud.core.constants import PATCH_SIZE
 from decloud.core.errors import InvalidArgumentError
-from decloud.preprocessing.constants import PATCH_SIZE
 from decloud.sampling.catalog import TileCatalog
 
 HOUR = 3600.0

@@ -16,10 +16,10 @@ from datetime import datetime
 import numpy as np
 from rasterio.windows import Window
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_EDG
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.core.naming import parse_s2_product_name
 from decloud.core.raster import Grid, open_raster
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_EDG
 from decloud.production.sources import RasterSource
 from decloud.sampling.catalog import S2Product
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.errors import InputNotFoundError
 from decloud.models.model import SOURCE_BANDS
 from decloud.models.registry import create_model
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.production.backends import ModelBackend, ModelError, SavedModelBackend
 from decloud.superres.model_card import ONNX_INPUT, ModelCard, is_model_card, read_model_card
 from decloud.superres.models import S2_20M_KEY, S2_KEY, SuperresModel

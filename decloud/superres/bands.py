@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.core.errors import InvalidArgumentError
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
 
 #: The ten bands, in the order of the prepared stacks (10 m then 20 m), which is also the order of the
 #: ``sentinel2_superresolution`` tool: B2 B3 B4 B8 B5 B6 B7 B8A B11 B12.

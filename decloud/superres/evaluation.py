@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from decloud.core.constants import S2_NODATA
 from decloud.models.export import ServingModel
 from decloud.models.model import SOURCE_BANDS, output_source
 from decloud.models.registry import create_model
 from decloud.models.scores import HoleScores, scorable
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import make_dataset
 from decloud.superres.frequency import frequency_scores, radial_profile
 from decloud.superres.models import SuperresModel

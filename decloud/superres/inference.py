@@ -23,10 +23,10 @@ from pathlib import Path
 
 from affine import Affine
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, ProductFormatError
 from decloud.core.naming import parse_s2_product_name, superres_output_name
 from decloud.core.raster import Grid, gdal_environment, open_raster
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine, tiling_step
 from decloud.superres.backends import BICUBIC, SISR, SuperresBackend, load_superres_backend

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.testing.s1tiling import s1tiling_name
 from decloud.testing.theia import theia_product_name
 

@@ -11,7 +11,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from decloud.preprocessing.constants import DEM_NODATA
+from decloud.core.constants import DEM_NODATA
 from decloud.testing.rasters import write_generated_band
 
 #: Elevation (metres) as a function of map coordinates (x, y) of pixel centres; NaN means no data.

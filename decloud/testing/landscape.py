@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 from rasterio.windows import Window
 
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.testing.noise import hash_uniform, smoothstep, value_noise
 
 #: Band order of every reflectance stack of this module: the 10 m bands, then the 20 m bands.

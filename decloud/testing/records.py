@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from decloud.core import keys
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_NODATA
+from decloud.core.constants import S2_BANDS_10M, S2_NODATA
 from decloud.sampling.tfrecords import RecordsWriter
 from decloud.testing.texture import texture
 

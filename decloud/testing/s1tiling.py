@@ -12,7 +12,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from decloud.preprocessing.constants import S1_NODATA
+from decloud.core.constants import S1_NODATA
 from decloud.testing.rasters import write_generated_band
 from decloud.testing.regions import Rect, union_mask
 from decloud.testing.texture import texture

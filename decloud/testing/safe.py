@@ -16,7 +16,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.testing.rasters import write_generated_band
 from decloud.testing.regions import Rect, union_mask
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, cloudy_reflectance, reflectance

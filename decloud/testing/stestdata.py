@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.core.errors import InputNotFoundError
-from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M
 from decloud.testing.bigearthnet import copy_band
 from decloud.testing.theia import theia_product_name
 
