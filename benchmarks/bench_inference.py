@@ -52,7 +52,7 @@ def prepare_inputs(root: Path, size: int) -> dict[str, list[Path]]:
 
 def worker(model_path: Path, inputs_json: Path, output: Path, tile_size: int, pad: int) -> None:
     """One streamed run and the matching pure compute, in this process; prints JSON figures."""
-    from decloud.production.input_selection import s1_image, s2_product
+    from decloud.core.products import s1_image, s2_product
     from decloud.production.processors import InferenceOptions, LoadedModel, crga_sources, reconstruct, reference_grid
 
     inputs = {k: [Path(p) for p in v] for k, v in json.loads(inputs_json.read_text()).items()}

@@ -27,9 +27,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from decloud.core.products import prepared_s2_series
 from decloud.core.raster import Grid, open_raster, read_window
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
-from decloud.sampling.catalog import prepared_s2_series
 from decloud.sits.observations import ObservationSource, PreparedS2Series
 from decloud.sits.store import EXTRACTION_WINDOW, SeriesStore, extract_series
 from decloud.testing.regions import Rect

@@ -22,10 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
+from decloud.core.keys import sample_keys
 from decloud.models.data import model_dataset
 from decloud.models.registry import available_models, create_model
 from decloud.models.training import TrainingConfig, compile_model
-from decloud.testing.records import LAYOUT_OF, LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUT_OF, LAYOUTS, write_records
 
 PATCH = 256
 BATCH = 4
@@ -70,7 +71,7 @@ def main() -> None:
         for layout in sorted({LAYOUT_OF[name] for name in names}):
             records[layout] = workdir / layout
             if not records[layout].exists():
-                write_records(records[layout], layout_keys(LAYOUTS[layout]), n_samples=args.samples, patchsize=PATCH)
+                write_records(records[layout], sample_keys(LAYOUTS[layout]), n_samples=args.samples, patchsize=PATCH)
         print(f"training at {PATCH}x{PATCH}, batch {BATCH}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
         header = f"{'architecture':<34}{'params':>10}{'steps/s':>9}{'model smp/s':>13}{'input smp/s':>13}{'ratio':>8}"
         print(header)

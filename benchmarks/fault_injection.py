@@ -30,12 +30,13 @@ from affine import Affine
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S2Acquisition
 from decloud.core.atomic import COMPLETION_MARKER, is_temporary
 from decloud.core.constants import S1_SUFFIX_VVVH
+from decloud.core.products import prepared_s1_series, prepared_s2_series, s1_nodata_stats_path
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
-from decloud.preprocessing.sentinel1_prepare import nodata_stats_path, prepare_s1_image
+from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
-from decloud.production.timeseries import OUTPUT_SUFFIX_10M, series_products, series_s1
+from decloud.production.timeseries import OUTPUT_SUFFIX_10M
 from decloud.testing.dem import make_dem
 from decloud.testing.s1tiling import make_s1tiling_pair
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, make_theia_product
@@ -123,14 +124,14 @@ def commands(inputs: dict[str, Path]) -> list[Command]:
             lambda c: ["--in_image", str(i["raw"]), "--out_s2_dir", str(c / "S2")],
             lambda c: [c / "S2" / "T31TEJ" / i["raw"].name],
             1,
-            lambda c: series_products(c / "S2" / "T31TEJ") if (c / "S2" / "T31TEJ").is_dir() else None,
+            lambda c: prepared_s2_series(c / "S2" / "T31TEJ") if (c / "S2" / "T31TEJ").is_dir() else None,
         ),
         Command(
             "s1-prepare",
             lambda c: ["--input_s1_vh", str(i["vh"]), "--out_s1_dir", str(c / "S1")],
-            lambda c: [c / "S1" / "T31TEJ" / s1_name, nodata_stats_path(c / "S1" / "T31TEJ" / s1_name)],
+            lambda c: [c / "S1" / "T31TEJ" / s1_name, s1_nodata_stats_path(c / "S1" / "T31TEJ" / s1_name)],
             2,
-            lambda c: series_s1(c / "S1" / "T31TEJ") if (c / "S1" / "T31TEJ").is_dir() else None,
+            lambda c: prepared_s1_series(c / "S1" / "T31TEJ") if (c / "S1" / "T31TEJ").is_dir() else None,
         ),
         Command(
             "dem-prepare",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ from decloud.core.errors import (
     ProductFormatError,
 )
 from decloud.core.grid_20m import grid_offset, resample_bilinear, scaled_grid
+from decloud.core.keys import sample_keys
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, percent_per_patch
+from decloud.core.products import prepared_s1_series, prepared_s2_series, s1_nodata_stats_path, s2_product
 from decloud.core.raster import Grid, block_windows, open_raster
 
 
@@ -170,3 +173,57 @@ def test_bilinear_resampling_half_a_pixel_off_by_hand():
     assert result.dtype == np.int16
     # on its own grid, a copy
     np.testing.assert_array_equal(resample_bilinear(read, source, source, Window(0, 0, 3, 2), -10000, 1), values)
+
+
+def test_sample_keys_give_each_image_its_date_then_the_dem_and_the_trace_keys():
+    acquisitions = {"tm1": ["s1", "s2"], "t": ["s2_holes", "s2"], "m": ["s2_timestamp"]}
+    assert sample_keys(acquisitions, with_20m_bands=True, with_dem=True) == [
+        "s1_tm1", "s1_timestamp_tm1", "s2_tm1", "s2_timestamp_tm1", "s2_20m_tm1",
+        "s2_holes_t", "s2_t", "s2_timestamp_t", "s2_20m_t",
+        "s2_timestamp_m",
+        "dem", "tile", "patch_row", "patch_col",
+    ]  # fmt: skip
+    assert sample_keys({"t": ["s2"]}) == ["s2_t", "s2_timestamp_t", "tile", "patch_row", "patch_col"]
+
+
+def _product_folder(tile_dir, name, *, marker=True):
+    folder = tile_dir / name
+    folder.mkdir(parents=True)
+    if marker:
+        (folder / "decloud_prepared.json").write_text("{}")
+    return folder
+
+
+def test_prepared_series_list_complete_products_in_time_order(tmp_path):
+    late = "SENTINEL2A_20200301-105000-000_L2A_T31TEJ_C_V2-2"
+    early = "SENTINEL2B_20200110-105000-000_L2A_T31TEJ_C_V2-2"
+    _product_folder(tmp_path / "S2", late)
+    _product_folder(tmp_path / "S2", early)
+    _product_folder(tmp_path / "S2", "SENTINEL2B_20200120-105000-000_L2A_T31TEJ_C_V2-2", marker=False)
+    _product_folder(tmp_path / "S2", f".decloud-tmp-1-{early.replace('0110', '0115')}")
+    series = prepared_s2_series(tmp_path / "S2")
+    assert [p.name for p in series] == [early, late]
+    assert series[0].acquired == datetime(2020, 1, 10, 10, 50, tzinfo=UTC)
+    assert series[1].bands_10m == tmp_path / "S2" / late / f"{late}_FRE_10m.tif"
+    assert series[1].cloud_mask == tmp_path / "S2" / late / f"{late}_CLM_R1.tif"
+
+    s1_dir = tmp_path / "S1"
+    s1_dir.mkdir()
+    for name in ("s1a_31TEJ_vvvh_DES_139_20200105t060000_from-10to3dB.tif",
+                 "s1b_31TEJ_vvvh_ASC_088_20200102t173000_from-10to3dB.tif",
+                 ".decloud-tmp-1-s1b_31TEJ_vvvh_ASC_088_20200101t173000_from-10to3dB.tif"):  # fmt: skip
+        (s1_dir / name).write_bytes(b"")
+    images = prepared_s1_series(s1_dir)
+    assert [(i.acquired.day, i.orbit_direction) for i in images] == [(2, "ASC"), (5, "DES")]
+    assert (
+        images[0].nodata_stats == s1_dir / "s1b_31TEJ_vvvh_ASC_088_20200102t173000_from-10to3dB_STATS_NODATA_640m.tif"
+    )
+    assert s1_nodata_stats_path("a/x_from-10to3dB.tif") == Path("a/x_from-10to3dB_STATS_NODATA_640m.tif")
+
+
+def test_a_folder_without_products_is_named(tmp_path):
+    with pytest.raises(InputNotFoundError, match="missing"):
+        prepared_s2_series(tmp_path / "missing")
+    folder = _product_folder(tmp_path, "SENTINEL2A_20200301-105000-000_L2A_T31TEJ_C_V2-2", marker=False)
+    with pytest.raises(InputNotFoundError, match="SENTINEL2A_20200301"):
+        s2_product(folder)

@@ -267,9 +267,10 @@ def test_evaluate_given_an_onnx_file(tmp_path):
 
 
 def test_train_on_records_without_s1_suggests_the_s2_only_variant(tmp_path):
-    from decloud.testing.records import layout_keys, write_records
+    from decloud.core.keys import sample_keys
+    from decloud.testing.records import write_records
 
-    names = layout_keys({"tm1": ["s2"], "t": ["s2"], "tp1": ["s2"], "target": ["s2"]})
+    names = sample_keys({"tm1": ["s2"], "t": ["s2"], "tp1": ["s2"], "target": ["s2"]})
     records = write_records(tmp_path / "records", names, n_samples=2)
     line = error_line(decloud("train", "--training_record", records, "-m", "crga_os2_unet"), "train")
     assert "missing keys ['s1_tm1', 's1_t', 's1_tp1']" in line

@@ -12,12 +12,13 @@ import pytest
 
 from decloud.cli import main as decloud_main
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
+from decloud.core.keys import sample_keys
 from decloud.models.evaluation import copy_nearest_date, evaluate
 from decloud.models.export import export_savedmodel
 from decloud.models.model_evaluation import main
 from decloud.models.registry import create_model
 from decloud.sampling.tfrecords import RecordsWriter
-from decloud.testing.records import LAYOUTS, layout_keys, plausible_sample, write_records
+from decloud.testing.records import LAYOUTS, plausible_sample, write_records
 
 DAY = 86400.0
 N = S2_NODATA
@@ -45,7 +46,7 @@ def test_copy_nearest_date_takes_the_nearest_valid_date_and_the_target_day_last(
 @pytest.fixture(scope="module")
 def crga_records(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
-    names = layout_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
+    names = sample_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
     return write_records(root / "test", names, n_samples=5, patchsize=64)
 
 
@@ -63,7 +64,7 @@ BLEND = (0.75, 0.25)
 
 def skewed_samples(n_samples: int) -> list[dict[str, np.ndarray]]:
     """CRGA OS2 samples with uneven dates around the target and no-data holes in tm1 and tp1 (disjoint)."""
-    names = layout_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
+    names = sample_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
     samples = []
     for index in range(n_samples):
         sample = plausible_sample(names, 64, index, seed=3)
@@ -171,7 +172,7 @@ def test_command_line_prints_and_writes_the_report(gapfilling_savedmodel, crga_r
 
 
 def test_records_without_the_model_inputs_are_refused(gapfilling_savedmodel, tmp_path):
-    meraner = write_records(tmp_path / "meraner", layout_keys(LAYOUTS["meraner"]), n_samples=1, patchsize=64)
+    meraner = write_records(tmp_path / "meraner", sample_keys(LAYOUTS["meraner"]), n_samples=1, patchsize=64)
     done = subprocess.run(
         [sys.executable, "-m", "decloud.models.model_evaluation", "--savedmodel", str(gapfilling_savedmodel),
          "--test_records", str(meraner)],

@@ -12,6 +12,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from decloud.core.constants import S1_NODATA, S2_NODATA
+from decloud.core.products import s1_image, s2_product
 from decloud.core.raster import Grid
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
@@ -19,8 +20,6 @@ from decloud.production.input_selection import (
     PairSelectionSource,
     S1MosaicSource,
     mosaic,
-    s1_image,
-    s2_product,
     select_pairs,
 )
 from decloud.production.streaming import _mirror_read

@@ -12,6 +12,7 @@ import pytest
 from decloud.core import keys
 from decloud.core.constants import S2_NODATA
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.keys import sample_keys
 from decloud.models import metrics
 from decloud.models.data import check_records, required_keys
 from decloud.models.gapfilling import interpolate, interpolation_weight
@@ -19,7 +20,7 @@ from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
 from decloud.models.registry import available_models, create_model, import_modules, register
 from decloud.sampling.tfrecords import RecordsError
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUTS, write_records
 
 #: Prepared Sentinel-2 values to reflectance (the data contract).
 S2_SCALE = 1e-4
@@ -234,10 +235,10 @@ def test_ssim_is_one_for_identical_images_and_ignores_nodata_pixels():
 
 def test_records_are_checked_against_the_model(tmp_path):
     model = create_model("crga_os2_unet", depth=2)
-    write_records(tmp_path / "ok", layout_keys(LAYOUTS["crga_os2"]), n_samples=2, patchsize=32)
+    write_records(tmp_path / "ok", sample_keys(LAYOUTS["crga_os2"]), n_samples=2, patchsize=32)
     assert check_records(tmp_path / "ok", model) == 32
-    assert set(required_keys(model)) <= set(layout_keys(LAYOUTS["crga_os2"]))
-    write_records(tmp_path / "os1", layout_keys(LAYOUTS["crga_os1"]), n_samples=1, patchsize=32)
+    assert set(required_keys(model)) <= set(sample_keys(LAYOUTS["crga_os2"]))
+    write_records(tmp_path / "os1", sample_keys(LAYOUTS["crga_os1"]), n_samples=1, patchsize=32)
     with pytest.raises(RecordsError, match=r"missing keys \['s1_tp1', 's2_tp1'\]"):
         check_records(tmp_path / "os1", model)
     with pytest.raises(RecordsError, match="not a multiple of 64"):

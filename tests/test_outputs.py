@@ -20,16 +20,15 @@ from affine import Affine
 
 import decloud.core.atomic as atomic
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S2Acquisition
+from decloud.core.products import is_complete, prepared_s1_series, prepared_s2_series
 from decloud.models.create_tfrecords import main as create_tfrecords_main
 from decloud.models.train_from_tfrecords import main as train_main
 from decloud.preprocessing.dem_prepare import main as dem_main
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.generate_roi_rasters import main as rois_main
-from decloud.preprocessing.outputs import is_complete
 from decloud.preprocessing.sentinel1_prepare import main as s1_main
 from decloud.preprocessing.sentinel2_prepare import main as s2_main
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
-from decloud.production.timeseries import series_products, series_s1
 from decloud.sampling import catalog
 from decloud.testing.dem import make_dem
 from decloud.testing.s1tiling import make_s1tiling_pair
@@ -189,11 +188,11 @@ def test_a_killed_s1_prepare_hides_nothing_and_its_rerun_cleans_up(tmp_path):
     left = temporaries(tmp_path / "S1")
     assert len(left) == 1 and left[0].name.endswith("_vvvh_ASC_030_20200602t103000_from-10to3dB.tif")
     tile_dir = tmp_path / "S1" / "T31TEJ"
-    assert len(series_s1(tile_dir)) == 1
+    assert len(prepared_s1_series(tile_dir)) == 1
     assert len(catalog._find_s1_images(tile_dir)) == 1  # what create-tfrecords catalogs
     rerun = faulty("progress", 10**6, "KILL", *argv)
     assert rerun.returncode == 0, rerun.stderr
-    assert temporaries(tmp_path / "S1") == [] and len(series_s1(tile_dir)) == 2
+    assert temporaries(tmp_path / "S1") == [] and len(prepared_s1_series(tile_dir)) == 2
 
 
 # --- 4. an S2 product is published in one step, also under --overwrite --------------------------------
@@ -206,7 +205,7 @@ def test_a_product_killed_before_publication_is_invisible(tmp_path):
     tile_dir = tmp_path / "S2" / "T31TEJ"
     (hidden,) = temporaries(tile_dir)
     assert (hidden / "decloud_prepared.json").is_file()  # complete, yet not published: no reader takes it
-    assert series_products(tile_dir) == []
+    assert prepared_s2_series(tile_dir) == []
     assert faulty("progress", 10**6, "KILL", *argv).returncode == 0
     assert [p.name for p in tile_dir.iterdir()] == [raw.name]
 
@@ -220,7 +219,7 @@ def test_overwrite_keeps_a_complete_product_visible_at_every_step(tmp_path, monk
     def check(name, function):
         def spy(*args, **kwargs):
             result = function(*args, **kwargs)
-            listed = series_products(product.parent)
+            listed = prepared_s2_series(product.parent)
             seen.append((name, [p.name for p in listed], is_complete(product), product.stat().st_ino))
             return result
 
@@ -241,7 +240,7 @@ def test_a_kill_after_exchanging_leaves_the_new_product_and_no_visible_copy(tmp_
     assert faulty("published", 1, "KILL", *argv).returncode == -9
     tile_dir = tmp_path / "S2" / "T31TEJ"
     assert len(temporaries(tile_dir)) == 1  # the previous version, not yet deleted
-    assert [p.name for p in series_products(tile_dir)] == [raw.name]
+    assert [p.name for p in prepared_s2_series(tile_dir)] == [raw.name]
     assert faulty("progress", 10**6, "KILL", *argv[:-1]).returncode == 0  # skipped, and cleans up
     assert temporaries(tile_dir) == []
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from decloud.core.keys import sample_keys
 from decloud.models import model_evaluation, train_from_tfrecords
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
 from decloud.sampling.tfrecords import RecordsError, check_sample_counts, corrupt_records_named, iterate_numpy
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUTS, write_records
 
-NAMES = layout_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
+NAMES = sample_keys(LAYOUTS["crga_os2"], with_20m_bands=True)
 #: What create-tfrecords writes in summary.json for 20 samples in shards of 8.
 SUMMARY = {"total_samples": 20, "shard_samples": {"0.records": 8, "1.records": 8, "2.records": 4}}
 

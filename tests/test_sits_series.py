@@ -12,8 +12,8 @@ import rasterio
 
 from decloud.cli import main as decloud_main
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.products import prepared_s2_series
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
-from decloud.sampling.catalog import prepared_s2_series
 from decloud.sits.dates import day_of_season, days_of_season
 from decloud.sits.observations import PreparedS2Series
 from decloud.sits.store import SeriesStore, export_npy, extract_series

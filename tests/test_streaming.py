@@ -236,8 +236,8 @@ def read_all(path: Path) -> np.ndarray:
 def test_keep_clear_keeps_clear_pixels_even_where_the_model_cannot_run(savedmodel, tmp_path):
     from datetime import UTC, datetime
 
+    from decloud.core.products import S2Product
     from decloud.production.input_selection import ClearMaskSource
-    from decloud.sampling.catalog import S2Product
 
     product = S2Product(tmp_path / "PRODUCT", datetime(2021, 6, 1, tzinfo=UTC))
     product.directory.mkdir()

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from decloud.cli import main as decloud_main
+from decloud.core.keys import sample_keys
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import available_models, create_model
 from decloud.superres.degradation import degrade
 from decloud.superres.upsampling import upsample
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUTS, write_records
 
 SMALL = '{"filters": 8, "blocks": 1, "units": 1, "groups": 2}'
 
@@ -71,7 +72,7 @@ def test_factor_must_be_2_or_4():
 
 
 def test_train_and_evaluate_with_the_usual_commands(tmp_path, capsys):
-    names = layout_keys(LAYOUTS["superres"], with_20m_bands=True)
+    names = sample_keys(LAYOUTS["superres"], with_20m_bands=True)
     train = write_records(tmp_path / "train", names, n_samples=4, patchsize=64)
     test = write_records(tmp_path / "test", names, n_samples=3, patchsize=64, seed=5)
     args = ["train", "--training_record", train, "--model", "sharpen_carn", "--model_params", SMALL, "-bt", "2",
@@ -93,7 +94,7 @@ def test_train_and_evaluate_with_the_usual_commands(tmp_path, capsys):
 def test_the_bicubic_baseline_scores_zero_gain_and_restores_nothing(tmp_path):
     from decloud.superres.evaluation import evaluate_superres
 
-    names = layout_keys(LAYOUTS["superres"], with_20m_bands=True)
+    names = sample_keys(LAYOUTS["superres"], with_20m_bands=True)
     test = write_records(tmp_path / "test", names, n_samples=3, patchsize=64)
     model = create_model("superres_bicubic")
     export_savedmodel(model.model(), model, tmp_path / "bicubic")

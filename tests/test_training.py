@@ -20,11 +20,12 @@ import tensorflow as tf
 
 from decloud.cli import main as decloud_main
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.keys import sample_keys
 from decloud.models import checkpoints
 from decloud.models.registry import create_model
 from decloud.models.train_from_tfrecords import main
 from decloud.models.training import TrainingConfig, lost_worker_message, train
-from decloud.testing.records import LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUTS, write_records
 
 # Keras 3.15's weights saving calls np.array on variables whose __array__ predates numpy 2's copy keyword
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -37,12 +38,12 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("records")
-    names = layout_keys(LAYOUTS["crga_os2"])
+    names = sample_keys(LAYOUTS["crga_os2"])
     return {
         "train": write_records(root / "train", names, n_samples=8, patchsize=64),
         "valid": write_records(root / "valid", names, n_samples=3, patchsize=64, seed=1),
         "minitrain": write_records(root / "minitrain", names, n_samples=2, patchsize=64, seed=2),
-        "os1": write_records(root / "os1", layout_keys(LAYOUTS["crga_os1"]), n_samples=2, patchsize=64),
+        "os1": write_records(root / "os1", sample_keys(LAYOUTS["crga_os1"]), n_samples=2, patchsize=64),
     }
 
 

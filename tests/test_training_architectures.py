@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from decloud.core.keys import sample_keys
 from decloud.models.data import model_dataset
 from decloud.models.model import PADS
 from decloud.models.onnx_export import export_onnx, run_onnx
 from decloud.models.registry import BUILTIN_MODULES, available_models, create_model, model_class
 from decloud.models.training import TrainingConfig, train
-from decloud.testing.records import LAYOUT_OF, LAYOUTS, layout_keys, write_records
+from decloud.testing.records import LAYOUT_OF, LAYOUTS, write_records
 
 #: Tiny widths: the contract is under test here, not the capacity.
 TINY = {"filters": 4, "depth": 2}
@@ -43,7 +44,7 @@ def records(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
     folders = {}
     for layout in set(LAYOUT_OF.values()):
-        names = layout_keys(LAYOUTS[layout], with_20m_bands=True, with_dem=True)
+        names = sample_keys(LAYOUTS[layout], with_20m_bands=True, with_dem=True)
         folders[layout] = (
             write_records(root / layout / "train", names, n_samples=4, patchsize=PATCH),
             write_records(root / layout / "valid", names, n_samples=2, patchsize=PATCH, seed=1),

@@ -21,6 +21,7 @@ from affine import Affine
 
 from decloud.core.constants import S2_NODATA
 from decloud.core.errors import OutputWriteError
+from decloud.core.products import s1_nodata_stats_path
 from decloud.core.raster import Grid, geotiff_profile, verify_geotiff, write_array
 from decloud.preprocessing import dem_prepare, generate_roi_rasters, sentinel1_prepare, sentinel2_prepare
 from decloud.production.backends import ModelBackend
@@ -225,7 +226,7 @@ def test_full_disk_is_one_line_and_nothing_published(tmp_path: Path, small_file_
         last_line = result.stderr.strip().splitlines()[-1]
         if result.returncode == 0:
             reference = sentinel1_prepare.prepare_s1_image(vh, tmp_path / f"roomy{side}")
-            for suffix in ("", sentinel1_prepare.nodata_stats_path("x.tif").name.removeprefix("x")):
+            for suffix in ("", s1_nodata_stats_path("x.tif").name.removeprefix("x")):
                 name = reference.stem + suffix if suffix else reference.name
                 with rasterio.open(out / "T31TEJ" / name) as written, rasterio.open(reference.parent / name) as good:
                     np.testing.assert_array_equal(written.read(), good.read())

@@ -341,23 +341,17 @@ class AcquisitionsLayout:
     def keys(self, with_20m_bands: bool, with_dem: bool) -> list[str]:
         """The TFRecord keys of a sample of this layout, acquisition by acquisition, then per-sample keys (a
         transplanted acquisition adds its holes; a mask donor only its date)."""
-        names: list[str] = []
         donors = set(self.transplants.values())
+        sources: dict[str, list[str]] = {}
         for name, acquisition in self._acquisitions.items():
             if name in donors:  # a mask donor gives its mask (under the holder's key) and its date only
-                names.append(keys.key(keys.S2_TIMESTAMP, name))
+                sources[name] = [keys.S2_TIMESTAMP]
                 continue
-            if acquisition.clouds_from is not None:
-                names.append(keys.key(keys.S2_HOLES, name))
-            if acquisition.s1 is not None:
-                names += [keys.key(keys.S1, name), keys.key(keys.S1_TIMESTAMP, name)]
-            if acquisition.s2 is not None:
-                names += [keys.key(keys.S2, name), keys.key(keys.S2_TIMESTAMP, name)]
-                if with_20m_bands:
-                    names.append(keys.key(keys.S2_20M, name))
-        if with_dem:
-            names.append(keys.key(keys.DEM))
-        return [*names, keys.key(keys.TILE), keys.key(keys.PATCH_ROW), keys.key(keys.PATCH_COL)]
+            sources[name] = [keys.S2_HOLES] if acquisition.clouds_from is not None else []
+            sources[name] += [
+                source for source, image in ((keys.S1, acquisition.s1), (keys.S2, acquisition.s2)) if image is not None
+            ]
+        return keys.sample_keys(sources, with_20m_bands=with_20m_bands, with_dem=with_dem)
 
     # --- JSON form ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

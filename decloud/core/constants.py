@@ -7,6 +7,10 @@ from __future__ import annotations
 #: Side, in 10 m pixels, of the elementary patch on which statistics are computed (640 m).
 PATCH_SIZE = 64
 
+# --- Time ---------------------------------------------------------------------------------------
+#: Seconds in an hour: timestamps are seconds since the epoch, gaps and layout windows are given in hours.
+HOUR = 3600.0
+
 # --- Sentinel-2 ---------------------------------------------------------------------------------
 #: Band order of the prepared 10 m stack.
 S2_BANDS_10M = ("B2", "B3", "B4", "B8")

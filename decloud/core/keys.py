@@ -9,7 +9,7 @@ last underscore.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from decloud.core.constants import S1_BANDS, S2_BANDS_10M, S2_BANDS_20M
@@ -63,6 +63,10 @@ SOURCES: dict[str, SourceSpec] = {
 }
 #: Sources that exist once per acquisition; the others exist once per sample.
 PER_ACQUISITION = (S1, S2, S2_20M, S2_HOLES, S1_TIMESTAMP, S2_TIMESTAMP)
+#: The date of each image source.
+TIMESTAMP_OF = {S1: S1_TIMESTAMP, S2: S2_TIMESTAMP}
+#: Keys every sample carries so that it can be traced back to its source pixels.
+TRACE_KEYS = (TILE, PATCH_ROW, PATCH_COL)
 
 
 def check_acquisition_name(name: str) -> str:
@@ -81,6 +85,24 @@ def key(source: str, acquisition: str | None = None) -> str:
         needs = "needs" if source in PER_ACQUISITION else "takes no"
         raise InvalidArgumentError(f"source {source!r} {needs} an acquisition name")
     return source if acquisition is None else f"{source}_{check_acquisition_name(acquisition)}"
+
+
+def sample_keys(
+    acquisitions: Mapping[str, Iterable[str]], *, with_20m_bands: bool = False, with_dem: bool = False
+) -> list[str]:
+    """Every key of a sample made of ``acquisitions`` ({acquisition: its sources}), acquisition by acquisition,
+    then the DEM if asked and the trace keys. An image source (``s1``, ``s2``) comes with its timestamp, and
+    an S2 image with its 20 m bands if asked; any other per-acquisition source (``s2_holes``, a timestamp
+    alone) is its own key."""
+    names: list[str] = []
+    for acquisition, sources in acquisitions.items():
+        for source in sources:
+            names.append(key(source, acquisition))
+            if source in TIMESTAMP_OF:
+                names.append(key(TIMESTAMP_OF[source], acquisition))
+            if source == S2 and with_20m_bands:
+                names.append(key(S2_20M, acquisition))
+    return [*names, DEM, *TRACE_KEYS] if with_dem else [*names, *TRACE_KEYS]
 
 
 def split_key(name: str) -> tuple[str, str | None]:

@@ -25,10 +25,10 @@ from rasterio.windows import Window
 
 from decloud.core.constants import PATCH_SIZE, S2_BANDS_10M, S2_NODATA, S2_SUFFIX_EDG
 from decloud.core.patches import patch_window
+from decloud.core.products import S2Product
 from decloud.core.raster import block_windows, open_raster, read_window
 from decloud.models.scores import HoleScores, scorable, seam_sums
 from decloud.models.series_baselines import copy_nearest, gap_fill
-from decloud.sampling.catalog import S2Product
 
 METHODS = ("model", "gapfilling_series", "copy_nearest")
 #: Rows of the printed table: the tile's methods and the records' model-inputs baseline.

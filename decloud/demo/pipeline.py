@@ -24,6 +24,7 @@ from decloud.acquisitions.shipped import layout_path
 from decloud.core.atomic import atomic_directory, atomic_file, outputs_to_write, skip_message
 from decloud.core.constants import S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.core.errors import InvalidArgumentError
+from decloud.core.products import prepared_s2_series, s2_product
 from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
 from decloud.demo.quicklook import showcase_date, write_quicklook
@@ -31,18 +32,13 @@ from decloud.demo.scene import TILE, Scene, plan_scene, write_scene
 from decloud.models.evaluation import UNITS, evaluate
 from decloud.models.training import TrainingConfig, train
 from decloud.preprocessing.dem_prepare import prepare_dem
-from decloud.preprocessing.generate_roi_rasters import (
-    ROIS_ROOT_KEY,
-    SUMMARY_NAME,
-    generate_roi_rasters,
-    roi_raster_path,
-)
+from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
+from decloud.preprocessing.rois import ROIS_ROOT_KEY, SUMMARY_NAME, roi_raster_path
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import tile_reference_grid
-from decloud.production.input_selection import s2_product
 from decloud.production.processors import InferenceOptions
-from decloud.production.timeseries import OUTPUT_SUFFIX_10M, reconstruct_series, series_products
+from decloud.production.timeseries import OUTPUT_SUFFIX_10M, reconstruct_series
 from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, create_tfrecords
 
 log = logging.getLogger(__name__)
@@ -260,7 +256,7 @@ def assess_and_report(paths: DemoPaths, scene: Scene, outputs: list[Path], seed:
     for output in outputs:
         product = s2_product(paths.s2_root / TILE / output.name.removesuffix(OUTPUT_SUFFIX_10M))
         reconstructions.append(Reconstruction(product, output, scene.truth[product.name]))
-    tile = assess(series_products(paths.s2_root / TILE), reconstructions, roi_raster_path(paths.rois, TILE, "test"))
+    tile = assess(prepared_s2_series(paths.s2_root / TILE), reconstructions, roi_raster_path(paths.rois, TILE, "test"))
     counts = tile["cloudy_pixels_per_date"]
     date = showcase_date(counts, (QUICK if quick else FULL).tile ** 2)
     showcase = next(r for r in reconstructions if r.product.name == date)

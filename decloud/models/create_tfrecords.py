@@ -15,7 +15,7 @@ from pathlib import Path
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
 from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, create_tfrecords
-from decloud.sampling.iterators import STRATEGIES
+from decloud.sampling.iterators import SAMPLING_STRATEGIES
 
 
 def _requests(args: argparse.Namespace) -> list[DatasetRequest]:
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
     parser.add_argument(
         "--strategy",
-        choices=STRATEGIES,
+        choices=SAMPLING_STRATEGIES,
         default="random",
         help="random: every tuple in random order; constant: at most --samples_per_patch per patch; "
         "monthly: balanced over months, oversampling the scarce ones (random)",

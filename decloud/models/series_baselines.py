@@ -20,8 +20,8 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from decloud.core.constants import S2_NODATA, S2_SUFFIX_EDG
+from decloud.core.products import prepared_s2_series
 from decloud.core.raster import open_raster, read_window
-from decloud.sampling.catalog import prepared_s2_series
 
 
 def _nearest_clear(clear: np.ndarray, times: np.ndarray, target: float, before: bool) -> np.ndarray:

@@ -34,9 +34,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import mapping, shape
 
-import decloud
 from decloud.core.atomic import (
-    SIGNATURE_KEY,
     atomic_outputs,
     is_temporary,
     outputs_to_write,
@@ -50,17 +48,13 @@ from decloud.core.patches import patch_grid_shape, patch_grid_transform
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, open_raster, write_array
+from decloud.preprocessing.rois import SUMMARY_NAME, RoisSummary, roi_raster_path
 from decloud.preprocessing.tiles import TilesConfig, tile_reference_grid
 
 log = logging.getLogger(__name__)
 
-#: Name of the summary JSON written in the output folder.
-SUMMARY_NAME = "rois.json"
 #: Dataset names end up in file names and JSON keys: keep them simple.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_]+")
-#: Keys of the summary: the ROI folder, and the tiles of each dataset under <DATASET>_TILES.
-ROIS_ROOT_KEY = "ROIS_ROOT_DIR"
-TILES_KEY_SUFFIX = "_TILES"
 #: Value, in the selection arrays, of the elementary patches assigned to no dataset.
 UNASSIGNED = -1
 
@@ -260,7 +254,6 @@ def _write_outputs(
 ) -> Path:
     """Write every ROI raster and the summary under temporary names, and publish them all at the end,
     the summary last (a reader never pairs a new summary with rasters of another split)."""
-    summary: dict[str, object] = {ROIS_ROOT_KEY: str(output_dir), SIGNATURE_KEY: decloud.__version__}
     with atomic_outputs() as outputs:
         for tile, selection in selections.items():
             grid = grids[tile]
@@ -274,12 +267,15 @@ def _write_outputs(
                     descriptions=[f"{dataset}: 1 where the {PATCH_SIZE}x{PATCH_SIZE} patch belongs to it"],
                     tags={"TILE": tile, "DATASET": dataset, "PATCHSIZE": patchsize, "SEED": seed},
                 )
-        for index, dataset in enumerate(datasets):
-            summary[f"{dataset.upper()}{TILES_KEY_SUFFIX}"] = [
-                tile for tile, sel in selections.items() if (sel == index).any()
-            ]
+        summary = RoisSummary(
+            output_dir,
+            {
+                dataset: tuple(tile for tile, sel in selections.items() if (sel == index).any())
+                for index, dataset in enumerate(datasets)
+            },
+        )
         summary_path = outputs.file(output_dir / SUMMARY_NAME)
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        summary_path.write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
     return output_dir / SUMMARY_NAME
 
 
@@ -296,43 +292,6 @@ def _is_roi_raster(path: Path) -> bool:
     with open_raster(path) as dataset:
         tags = dataset.tags()
     return path.name == f"{tags.get('TILE')}_{tags.get('DATASET')}.tif"
-
-
-def roi_raster_path(rois_root: Path, tile: str, dataset: str) -> Path:
-    return rois_root / f"{tile}_{dataset}.tif"
-
-
-@dataclass(frozen=True)
-class RoisSummary:
-    """The content of a ROI summary JSON (``rois.json``): the ROI folder and the tiles of each dataset."""
-
-    root: Path
-    tiles: dict[str, tuple[str, ...]]  #: dataset name (lower case) -> tiles
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RoisSummary:
-        path = Path(path).absolute()
-        if not path.is_file():
-            raise InputNotFoundError(path, "ROI summary JSON file")
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidFileError(path, f"not valid JSON: {error}") from error
-        if not isinstance(content, dict) or not isinstance(content.get(ROIS_ROOT_KEY), str):
-            raise InvalidFileError(path, f"expected a JSON object with a folder under {ROIS_ROOT_KEY!r}")
-        tiles = {}
-        for key, value in content.items():
-            if key in (ROIS_ROOT_KEY, SIGNATURE_KEY):
-                continue
-            if not key.endswith(TILES_KEY_SUFFIX) or not isinstance(value, list):
-                raise InvalidFileError(path, f"{key!r}: expected <DATASET>{TILES_KEY_SUFFIX} with a list of tiles")
-            tiles[key.removesuffix(TILES_KEY_SUFFIX).lower()] = tuple(value)
-        return cls(path.parent / Path(content[ROIS_ROOT_KEY]).expanduser(), tiles)
-
-    def tiles_of(self, dataset: str) -> tuple[str, ...]:
-        if dataset.lower() not in self.tiles:
-            raise InvalidArgumentError(f"the ROI summary has no {dataset.upper()}{TILES_KEY_SUFFIX} list")
-        return self.tiles[dataset.lower()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import decloud
-from decloud.core.atomic import COMPLETION_MARKER, SIGNATURE_KEY, is_temporary
+from decloud.core.atomic import COMPLETION_MARKER, SIGNATURE_KEY
 
 
 def tile_directory(out_dir: str | os.PathLike[str], tile: str) -> Path:
@@ -17,11 +17,6 @@ def tile_directory(out_dir: str | os.PathLike[str], tile: str) -> Path:
     user already named the tile folder (``--out_s2_dir /data/S2_PREPARE/T31TEJ``, as the user guide does)."""
     out = Path(out_dir)
     return out if out.name == tile else out / tile
-
-
-def is_complete(product_dir: Path) -> bool:
-    """A published, complete product: its marker is there and it is not a temporary about to be published."""
-    return (product_dir / COMPLETION_MARKER).is_file() and not is_temporary(product_dir)
 
 
 def write_completion_marker(product_dir: Path, source: str | os.PathLike[str], **details: Any) -> None:

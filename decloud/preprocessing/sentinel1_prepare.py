@@ -24,11 +24,12 @@ from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_outputs, outputs_to_write
 from decloud.core.cli import run_command
-from decloud.core.constants import S1_BANDS, S1_NODATA, S1_SUFFIX_NODATA_STATS
+from decloud.core.constants import S1_BANDS, S1_NODATA
 from decloud.core.errors import InputNotFoundError, ProductFormatError
 from decloud.core.naming import S1ProductName, parse_s1_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, patch_window
 from decloud.core.paths import require_output_folder
+from decloud.core.products import s1_nodata_stats_path
 from decloud.core.progress import progress
 from decloud.core.raster import (
     DEFAULT_WINDOW_SIZE,
@@ -47,12 +48,6 @@ from decloud.preprocessing.normalization import S1_ENCODING_NOTE, encode_s1
 from decloud.preprocessing.outputs import tile_directory
 
 log = logging.getLogger(__name__)
-
-
-def nodata_stats_path(prepared_image: str | os.PathLike[str]) -> Path:
-    """The per-patch no-data count raster that goes with a prepared Sentinel-1 image."""
-    image = Path(prepared_image)
-    return image.with_name(image.stem + S1_SUFFIX_NODATA_STATS)
 
 
 def prepare_s1_image(
@@ -74,7 +69,7 @@ def prepare_s1_image(
         raise InputNotFoundError(vv_path, f"vv image matching {vh_path}")
 
     image_path = tile_directory(out_s1_dir, name.tile) / name.prepared_name()
-    stats_path = nodata_stats_path(image_path)
+    stats_path = s1_nodata_stats_path(image_path)
     if not outputs_to_write([image_path, stats_path], overwrite):
         log.info("%s is already prepared, skipped (use --overwrite to redo it)", image_path)
         return image_path

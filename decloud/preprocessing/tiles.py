@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decloud.core.constants import S2_SUFFIX_FRE_10M
 from decloud.core.errors import InputNotFoundError, InvalidFileError
 from decloud.core.paths import require_input_file
+from decloud.core.products import prepared_s2_series
 from decloud.core.raster import Grid, open_raster
-from decloud.preprocessing.outputs import is_complete
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +103,11 @@ def _tile_names(path: Path, content: dict[str, Any]) -> tuple[str, ...]:
 
 
 def tile_reference_grid(s2_root: str | os.PathLike[str], tile: str) -> Grid:
-    """The 10 m grid of ``tile``: that of the first (by name) completely prepared Sentinel-2 product in
+    """The 10 m grid of ``tile``: that of the first completely prepared Sentinel-2 product in
     ``<s2_root>/<tile>/``. All the products of a tile share it, so any complete one will do."""
     tile_dir = Path(s2_root) / tile
-    products = sorted(p for p in tile_dir.iterdir() if is_complete(p)) if tile_dir.is_dir() else []
+    products = prepared_s2_series(tile_dir) if tile_dir.is_dir() else []
     if not products:
         raise InputNotFoundError(tile_dir, f"prepared Sentinel-2 product (folder with a completion marker) of {tile}")
-    with open_raster(products[0] / f"{products[0].name}{S2_SUFFIX_FRE_10M}") as dataset:
+    with open_raster(products[0].bands_10m) as dataset:
         return Grid.of(dataset)

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
-from decloud.production.input_selection import s1_image, s2_product
+from decloud.core.products import S1Image, s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,
@@ -25,7 +25,6 @@ from decloud.production.processors import (
     reconstruct,
     reference_grid,
 )
-from decloud.sampling.catalog import S1Image
 
 
 def _images(paths: list[str] | None) -> list[S1Image] | None:

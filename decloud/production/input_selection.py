@@ -14,43 +14,20 @@ the sources read the candidates' windows and apply them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
-from decloud.core.constants import S1_NODATA, S2_NODATA
-from decloud.core.errors import InputNotFoundError, InvalidArgumentError
-from decloud.core.naming import parse_s1_name, parse_s2_product_name
+from decloud.core.constants import HOUR, S1_NODATA, S2_NODATA
+from decloud.core.errors import InvalidArgumentError
+from decloud.core.products import S1Image, S2Product
 from decloud.core.raster import Grid
-from decloud.preprocessing.outputs import is_complete
 from decloud.production.blending import estimated_mask
 from decloud.production.sources import KeyData, TileSource, read_raster
-from decloud.sampling.catalog import S1Image, S2Product
-
-HOUR = 3600.0
-
-
-def s2_product(path: str | os.PathLike[str]) -> S2Product:
-    """A prepared Sentinel-2 product from its folder (which must be complete)."""
-    folder = Path(path)
-    if not is_complete(folder):
-        raise InputNotFoundError(folder, "prepared Sentinel-2 product (folder with its completion marker)")
-    return S2Product(folder, parse_s2_product_name(str(folder)).acquired)
-
-
-def s1_image(path: str | os.PathLike[str]) -> S1Image:
-    """A prepared Sentinel-1 image from its file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputNotFoundError(path, "prepared Sentinel-1 image")
-    name = parse_s1_name(str(path))
-    return S1Image(path, name.acquired, name.orbit_direction)
 
 
 def by_closeness(times: Sequence[float], target: float) -> list[int]:

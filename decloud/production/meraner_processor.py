@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 from decloud.core.cli import run_command
-from decloud.production.input_selection import s1_image, s2_product
+from decloud.core.products import s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,

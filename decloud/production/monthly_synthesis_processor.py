@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 from decloud.core import keys
 from decloud.core.cli import run_command
-from decloud.production.input_selection import s1_image, s2_product
+from decloud.core.products import s1_image, s2_product
 from decloud.production.processors import (
     LoadedModel,
     add_inference_flags,

@@ -29,9 +29,10 @@ from affine import Affine
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA, DESCRIPTION_KEY
 from decloud.core import keys
 from decloud.core.atomic import outputs_to_write, skip_message
-from decloud.core.constants import DEM_NODATA, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
+from decloud.core.constants import DEM_NODATA, HOUR, S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
+from decloud.core.products import S1Image, S2Product
 from decloud.core.raster import Grid, open_raster
 from decloud.production.backends import ModelBackend, SavedModelBackend, load_backend
 from decloud.production.input_selection import (
@@ -42,7 +43,6 @@ from decloud.production.input_selection import (
 )
 from decloud.production.sources import RasterSource, TileSource
 from decloud.production.streaming import OutputSpec, StreamingEngine
-from decloud.sampling.catalog import S1Image, S2Product
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ CLEAR_KEY = "clear"
 #: Margin of a model whose receptive field is unknown (an ONNX model without its metadata), when the user
 #: gives none.
 DEFAULT_PAD = 64
-HOUR = 3600.0
 #: Largest S1/S2 gap a pair may have, hours (a year): beyond it a "pair" says nothing of the same ground.
 MAX_GAP_HOURS = 366 * 24.0
 #: Largest side of a tile read with its margins (--ts + 2 x --pad), 10 m pixels: one such 4-band float32

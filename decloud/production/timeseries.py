@@ -22,17 +22,15 @@ import numpy as np
 from rasterio.windows import Window
 
 from decloud.core import keys
-from decloud.core.atomic import is_temporary, outputs_to_write
+from decloud.core.atomic import outputs_to_write
 from decloud.core.cli import run_command
-from decloud.core.constants import S1_SUFFIX_VVVH
-from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError
+from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.grid_20m import SCALE_20M, grid_offset
 from decloud.core.paths import require_output_folder
+from decloud.core.products import S1Image, S2Product, prepared_s1_series, prepared_s2_series
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, block_windows, open_raster, read_window
-from decloud.preprocessing.outputs import is_complete
 from decloud.production.backends import InputCopyBackend
-from decloud.production.input_selection import s1_image, s2_product
 from decloud.production.processors import (
     InferenceOptions,
     LoadedModel,
@@ -46,7 +44,6 @@ from decloud.production.processors import (
     target_sources,
 )
 from decloud.production.streaming import EmptyResultError
-from decloud.sampling.catalog import S1Image, S2Product
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +68,6 @@ class Period:
     def contains(self, moment: datetime) -> bool:
         day = moment.date()
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
-
-
-def series_products(s2_dir: Path) -> list[S2Product]:
-    if not s2_dir.is_dir():
-        raise InputNotFoundError(s2_dir, "folder of prepared Sentinel-2 products")
-    return sorted((s2_product(p) for p in s2_dir.iterdir() if is_complete(p)), key=lambda p: p.acquired)
-
-
-def series_s1(s1_dir: Path) -> list[S1Image]:
-    if not s1_dir.is_dir():
-        raise InputNotFoundError(s1_dir, "folder of prepared Sentinel-1 images")
-    images = (s1_image(p) for p in s1_dir.glob(f"*{S1_SUFFIX_VVVH}") if not is_temporary(p))
-    return sorted(images, key=lambda i: i.acquired)
 
 
 @dataclass(frozen=True)
@@ -145,7 +129,7 @@ def reconstruct_series(
     if candidates < 1:
         raise InvalidArgumentError(f"--candidates {candidates}: at least 1 Sentinel-2 date before/after is needed")
     require_output_folder(out_dir, "--out_dir folder")
-    products = series_products(s2_dir)
+    products = prepared_s2_series(s2_dir)
     targets = [product for product in products if period.contains(product.acquired)]
     if not targets:
         raise InvalidArgumentError(
@@ -157,7 +141,7 @@ def reconstruct_series(
     with_s1, with_tp1 = model.uses("s1_t"), kind == "crga" and model.uses("s2_tp1")
     if with_s1 and s1_dir is None:
         raise InvalidArgumentError(f"{model_path} reads Sentinel-1 images: give --s1_dir")
-    s1_images = series_s1(s1_dir) if with_s1 else None
+    s1_images = prepared_s1_series(s1_dir) if with_s1 else None
     paths = {
         target.name: (
             out_dir / f"{target.name}{OUTPUT_SUFFIX_10M}",

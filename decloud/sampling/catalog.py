@@ -13,23 +13,14 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from decloud.core.atomic import COMPLETION_MARKER, atomic_file, is_temporary
-from decloud.core.constants import (
-    S1_SUFFIX_NODATA_STATS,
-    S1_SUFFIX_VVVH,
-    S2_SUFFIX_CLM,
-    S2_SUFFIX_CLOUD_STATS,
-    S2_SUFFIX_FRE_10M,
-    S2_SUFFIX_FRE_20M,
-    S2_SUFFIX_NODATA_STATS,
-)
+from decloud.core.atomic import COMPLETION_MARKER, atomic_file
+from decloud.core.constants import S2_SUFFIX_CLOUD_STATS, S2_SUFFIX_NODATA_STATS
 from decloud.core.errors import GridMismatchError, InputNotFoundError
-from decloud.core.naming import parse_s1_name, parse_s2_product_name
+from decloud.core.products import S1Image, S2Product, prepared_s1_series, prepared_s2_series
 from decloud.core.progress import progress
 from decloud.core.raster import Grid, open_raster, read_window
 from decloud.preprocessing.tiles import TilesConfig
@@ -38,50 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Version of the on-disk index layout; an index of another version is rebuilt.
 INDEX_VERSION = 1
-
-
-@dataclass(frozen=True)
-class S2Product:
-    """A prepared Sentinel-2 product folder."""
-
-    directory: Path
-    acquired: datetime
-
-    @property
-    def name(self) -> str:
-        return self.directory.name
-
-    def file(self, suffix: str) -> Path:
-        return self.directory / f"{self.name}{suffix}"
-
-    @property
-    def bands_10m(self) -> Path:
-        return self.file(S2_SUFFIX_FRE_10M)
-
-    @property
-    def bands_20m(self) -> Path:
-        return self.file(S2_SUFFIX_FRE_20M)
-
-    @property
-    def cloud_mask(self) -> Path:
-        return self.file(S2_SUFFIX_CLM)
-
-
-@dataclass(frozen=True)
-class S1Image:
-    """A prepared Sentinel-1 [VV, VH] image."""
-
-    path: Path
-    acquired: datetime
-    orbit_direction: str
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def nodata_stats(self) -> Path:
-        return self.path.with_name(self.path.name.removesuffix(".tif") + S1_SUFFIX_NODATA_STATS)
 
 
 @dataclass
@@ -113,36 +60,15 @@ def _signature(path: Path) -> list[int]:
 
 
 def _find_s2_products(tile_dir: Path) -> dict[str, tuple[S2Product, list[int]]]:
-    """Complete prepared S2 products of a tile folder, by name, with the signature of their marker
-    (temporaries, even complete ones about to be published, are not products)."""
-    found = {}
-    for directory in sorted(tile_dir.iterdir()) if tile_dir.is_dir() else []:
-        marker = directory / COMPLETION_MARKER
-        if marker.is_file() and not is_temporary(directory):
-            product = S2Product(directory, parse_s2_product_name(str(directory)).acquired)
-            found[directory.name] = (product, _signature(marker))
-    return found
-
-
-def prepared_s2_series(tile_dir: str | os.PathLike[str]) -> list[S2Product]:
-    """The complete prepared Sentinel-2 products of a tile folder, in time order."""
-    tile_dir = Path(tile_dir)
-    if not tile_dir.is_dir():
-        raise InputNotFoundError(tile_dir, "folder of prepared Sentinel-2 products")
-    return sorted((product for product, _ in _find_s2_products(tile_dir).values()), key=lambda p: p.acquired)
+    """Complete prepared S2 products of a tile folder, by name, with the signature of their marker."""
+    products = prepared_s2_series(tile_dir) if tile_dir.is_dir() else []
+    return {product.name: (product, _signature(product.directory / COMPLETION_MARKER)) for product in products}
 
 
 def _find_s1_images(tile_dir: Path) -> dict[str, tuple[S1Image, list[int]]]:
     """Prepared S1 images of a tile folder (those whose statistics file exists), by name."""
-    found = {}
-    for path in sorted(tile_dir.glob(f"*{S1_SUFFIX_VVVH}")) if tile_dir.is_dir() else []:
-        if is_temporary(path):
-            continue
-        name = parse_s1_name(str(path))
-        image = S1Image(path, name.acquired, name.orbit_direction)
-        if image.nodata_stats.is_file():
-            found[path.name] = (image, _signature(image.nodata_stats))
-    return found
+    images = prepared_s1_series(tile_dir) if tile_dir.is_dir() else []
+    return {image.name: (image, _signature(image.nodata_stats)) for image in images if image.nodata_stats.is_file()}
 
 
 def _read_stats(path: Path) -> np.ndarray:

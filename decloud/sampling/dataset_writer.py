@@ -22,7 +22,7 @@ from decloud.core.errors import DecloudError, InvalidArgumentError
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import gdal_environment, open_raster, read_window
-from decloud.preprocessing.generate_roi_rasters import RoisSummary, roi_raster_path
+from decloud.preprocessing.rois import RoisSummary, roi_raster_path
 from decloud.preprocessing.tiles import TilesConfig
 from decloud.sampling.catalog import TileCatalog, load_tile_catalog
 from decloud.sampling.iterators import select_samples

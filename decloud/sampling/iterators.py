@@ -19,7 +19,7 @@ import numpy as np
 from decloud.core.errors import InvalidArgumentError
 from decloud.sampling.search import SampleTuples
 
-STRATEGIES = ("random", "constant", "monthly")
+SAMPLING_STRATEGIES = ("random", "constant", "monthly")
 
 
 def select_samples(
@@ -40,7 +40,7 @@ def select_samples(
     elif strategy == "monthly":
         chosen = _balanced_by_month(tuples, max_samples, rng)
     else:
-        raise InvalidArgumentError(f"unknown sampling strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+        raise InvalidArgumentError(f"unknown sampling strategy {strategy!r} (known: {', '.join(SAMPLING_STRATEGIES)})")
     return chosen if max_samples is None else chosen[:max_samples]
 
 

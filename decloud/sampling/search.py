@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
-from decloud.core.constants import PATCH_SIZE
+from decloud.core.constants import HOUR, PATCH_SIZE
 from decloud.core.errors import InvalidArgumentError
 from decloud.sampling.catalog import TileCatalog
 
-HOUR = 3600.0
 #: Refuse layouts whose windows allow more date combinations than this per reference date.
 MAX_COMBINATIONS_PER_DATE = 100_000
 

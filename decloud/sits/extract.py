@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from decloud.core.cli import run_command
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
-from decloud.sampling.catalog import prepared_s2_series
+from decloud.core.products import prepared_s2_series
 from decloud.sits.observations import PreparedS2Series
 from decloud.sits.store import SeriesStore, export_npy, extract_series, import_npy
 

@@ -19,9 +19,9 @@ from rasterio.windows import Window
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_EDG
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.core.naming import parse_s2_product_name
+from decloud.core.products import S2Product
 from decloud.core.raster import Grid, open_raster
 from decloud.production.sources import RasterSource
-from decloud.sampling.catalog import S2Product
 
 
 class ObservationSource(ABC):

@@ -26,12 +26,9 @@ from decloud.testing.texture import texture
 DAY = 86400.0
 #: Date of the acquisition ``t`` of sample 0.
 REFERENCE_TIME = datetime(2020, 6, 1, 10, 30, tzinfo=UTC).timestamp()
-#: Keys every sample carries, besides the requested ones.
-TRACE_KEYS = (keys.TILE, keys.PATCH_ROW, keys.PATCH_COL)
 CLOUDY_ACQUISITION = "t"
 TARGET_ACQUISITION = "target"
 _OFFSET = re.compile(r"^(tm|tp|d)(\d+)$")
-_TIMESTAMPS = {keys.S1: keys.S1_TIMESTAMP, keys.S2: keys.S2_TIMESTAMP}
 
 #: The shipped layouts' acquisitions (decloud/acquisitions/layouts/*.json).
 S1_S2 = (keys.S1, keys.S2)
@@ -86,7 +83,7 @@ def plausible_sample(names: Iterable[str], patchsize: int, index: int, seed: int
     """One sample holding ``names`` plus the trace keys (tile, patch position)."""
     rng = np.random.default_rng([seed, index])
     sample: dict[str, np.ndarray] = {}
-    for name in sorted(set(names) - set(TRACE_KEYS)):
+    for name in sorted(set(names) - set(keys.TRACE_KEYS)):
         source, acquisition = keys.split_key(name)
         if source in (keys.S2, keys.S2_20M):
             sample[name] = _s2(source, acquisition, patchsize, index, seed, rng)
@@ -138,17 +135,3 @@ LAYOUT_OF = {
     "sharpen_carn": "superres",
     "sharpen_bicubic": "superres",
 }
-
-
-def layout_keys(
-    acquisitions: dict[str, Iterable[str]], *, with_20m_bands: bool = False, with_dem: bool = False
-) -> list[str]:
-    """Every key the sampler writes for a layout {acquisition: sources (``s1``, ``s2``)}: images, their
-    timestamps, the 20 m bands of S2 acquisitions and the DEM if asked."""
-    names = []
-    for acquisition, sources in acquisitions.items():
-        for source in sources:
-            names += [keys.key(source, acquisition), keys.key(_TIMESTAMPS[source], acquisition)]
-            if source == keys.S2 and with_20m_bands:
-                names.append(keys.key(keys.S2_20M, acquisition))
-    return [*names, keys.DEM] if with_dem else names

@@ -18,8 +18,8 @@ import numpy as np
 
 from decloud.acquisitions.transplant import cloud_holes, punch_holes
 from decloud.core import keys
+from decloud.core.products import S2Product, prepared_s2_series
 from decloud.core.raster import open_raster, read_window
-from decloud.sampling.catalog import S2Product, prepared_s2_series
 from decloud.sampling.tfrecords import RecordsWriter
 
 #: A date is clear (a target and an input) below this share of cloudy pixels, a mask donor above it.
