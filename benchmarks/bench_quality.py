@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from decloud.models.evaluation import evaluate, format_table
+from decloud.models.record_scoring import evaluate, format_table
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.testing.series_records import same_date_experiment
 

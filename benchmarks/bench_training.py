@@ -25,7 +25,7 @@ import tensorflow as tf
 from decloud.core.keys import sample_keys
 from decloud.models.data import model_dataset
 from decloud.models.registry import available_models, create_model
-from decloud.models.training import TrainingConfig, compile_model
+from decloud.models.training_loop import TrainingConfig, compile_model
 from decloud.testing.records import LAYOUT_OF, LAYOUTS, write_records
 
 PATCH = 256

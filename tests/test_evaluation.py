@@ -13,9 +13,9 @@ import pytest
 from decloud.cli import main as decloud_main
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
 from decloud.core.keys import sample_keys
-from decloud.models.evaluation import copy_nearest_date, evaluate
 from decloud.models.export import export_savedmodel
 from decloud.models.model_evaluation import main
+from decloud.models.record_scoring import copy_nearest_date, evaluate
 from decloud.models.registry import create_model
 from decloud.sampling.tfrecords import RecordsWriter
 from decloud.testing.records import LAYOUTS, plausible_sample, write_records

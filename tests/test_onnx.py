@@ -13,7 +13,7 @@ import decloud.core.atomic as atomic
 from decloud.cli import main as decloud_main
 from decloud.models.export import export_savedmodel
 from decloud.models.export_onnx import main
-from decloud.models.onnx_export import export_onnx, metadata_path, run_onnx
+from decloud.models.onnx_conversion import export_onnx, metadata_path, run_onnx
 from decloud.models.registry import create_model
 
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from decloud.models.evaluation import evaluate
+from decloud.models.record_scoring import evaluate
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.sampling.tfrecords import iterate_numpy
 from decloud.testing.series_records import same_date_experiment

@@ -127,7 +127,7 @@ def test_an_existing_output_is_kept_without_overwrite(setup, capsys):
 def test_onnx_export_of_the_encoder_agrees_with_keras_and_says_how_to_feed_it(setup):
     import json
 
-    from decloud.models.onnx_export import run_onnx
+    from decloud.models.onnx_conversion import run_onnx
 
     root, _, encoder_dir = setup
     assert decloud_main(["sits-export-onnx", "--encoder", str(encoder_dir), "--output", str(root / "e.onnx")]) == 0

@@ -215,7 +215,7 @@ def test_cog_output_equals_the_plain_output(savedmodel, tmp_path):
 
 
 def test_onnx_backend_gives_the_savedmodel_output(savedmodel, inputs, tmp_path):
-    from decloud.models.onnx_export import export_onnx
+    from decloud.models.onnx_conversion import export_onnx
     from decloud.production.backends import OnnxBackend
 
     onnx_path = tmp_path / "model.onnx"

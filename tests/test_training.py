@@ -24,7 +24,7 @@ from decloud.core.keys import sample_keys
 from decloud.models import checkpoints
 from decloud.models.registry import create_model
 from decloud.models.train_from_tfrecords import main
-from decloud.models.training import TrainingConfig, lost_worker_message, train
+from decloud.models.training_loop import TrainingConfig, lost_worker_message, train
 from decloud.testing.records import LAYOUTS, write_records
 
 # Keras 3.15's weights saving calls np.array on variables whose __array__ predates numpy 2's copy keyword
@@ -183,7 +183,7 @@ import tensorflow as tf
 if sys.argv[1] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from decloud.models.training import TrainingConfig, lost_worker_message, train
+from decloud.models.training_loop import TrainingConfig, lost_worker_message, train
 result = train(TrainingConfig(
     model="crga_os2_david", model_params={"filters": 4}, training_record=Path(sys.argv[2]),
     valid_records=[Path(sys.argv[3])], batch_train=2, batch_valid=1, steps_per_epoch=2, epochs=2, strategy=sys.argv[1],

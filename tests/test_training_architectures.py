@@ -11,9 +11,9 @@ import tensorflow as tf
 from decloud.core.keys import sample_keys
 from decloud.models.data import model_dataset
 from decloud.models.model import PADS
-from decloud.models.onnx_export import export_onnx, run_onnx
+from decloud.models.onnx_conversion import export_onnx, run_onnx
 from decloud.models.registry import BUILTIN_MODULES, available_models, create_model, model_class
-from decloud.models.training import TrainingConfig, train
+from decloud.models.training_loop import TrainingConfig, train
 from decloud.testing.records import LAYOUT_OF, LAYOUTS, write_records
 
 #: Tiny widths: the contract is under test here, not the capacity.

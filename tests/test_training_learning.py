@@ -18,7 +18,7 @@ import numpy as np
 
 from decloud.core import keys
 from decloud.models.export import ServingModel
-from decloud.models.training import TrainingConfig, train
+from decloud.models.training_loop import TrainingConfig, train
 from decloud.sampling.tfrecords import RecordsWriter
 
 PATCH = 32

@@ -140,7 +140,7 @@ TABLE_METRICS = ("mae", "psnr")
 
 
 def records_scope(report: dict[str, Any]) -> dict[str, Any]:
-    """The overall metrics of :func:`decloud.models.evaluation.evaluate`'s report, as a scope of the table."""
+    """The overall metrics of :func:`decloud.models.record_scoring.evaluate`'s report, as a scope of the table."""
     output = report["outputs"]["s2_estim"]
     return {
         "samples": report["samples"],

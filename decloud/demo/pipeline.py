@@ -29,8 +29,8 @@ from decloud.core.raster import Grid
 from decloud.demo.assessment import Reconstruction, assess, format_table, records_scope
 from decloud.demo.quicklook import showcase_date, write_quicklook
 from decloud.demo.scene import TILE, Scene, plan_scene, write_scene
-from decloud.models.evaluation import UNITS, evaluate
-from decloud.models.training import TrainingConfig, train
+from decloud.models.record_scoring import UNITS, evaluate
+from decloud.models.training_loop import TrainingConfig, train
 from decloud.preprocessing.dem_prepare import prepare_dem
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.rois import ROIS_ROOT_KEY, SUMMARY_NAME, roi_raster_path

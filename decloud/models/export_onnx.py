@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from decloud.core.cli import run_command
-from decloud.models.onnx_export import DEFAULT_OPSET, export_onnx
+from decloud.models.onnx_conversion import DEFAULT_OPSET, export_onnx
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -250,7 +250,7 @@ class Model(abc.ABC):
     def evaluator(cls) -> tuple[Any, Any] | None:
         """``(evaluate(savedmodel, test_records, batch_size) -> report, format_table(report) -> str)`` of a
         system whose models are scored otherwise than cloud removal's (``decloud evaluate`` calls them);
-        None: :mod:`decloud.models.evaluation`."""
+        None: :mod:`decloud.models.record_scoring`."""
         return None
 
     def training_pair(self, sample: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,7 +21,7 @@ from decloud.core.atomic import SIGNATURE_KEY, atomic_file, outputs_to_write, sk
 from decloud.core.cli import run_command
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.paths import require_output_file
-from decloud.models.evaluation import evaluate, evaluator_of, format_table
+from decloud.models.record_scoring import evaluate, evaluator_of, format_table
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.models.losses import LOSSES
-from decloud.models.training import STRATEGIES, TrainingConfig, parse_model_params, train
+from decloud.models.training_loop import STRATEGIES, TrainingConfig, parse_model_params, train
 
 
 def build_parser() -> argparse.ArgumentParser:

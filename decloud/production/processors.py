@@ -108,7 +108,7 @@ class LoadedModel:
         is measured now."""
         # Imported here: they import TensorFlow, which a --help or a bad-argument error need not wait for.
         from decloud.models.export import DESCRIPTION_FILE, read_description
-        from decloud.models.onnx_export import metadata_path
+        from decloud.models.onnx_conversion import metadata_path
 
         path = Path(path)
         backend = load_backend(path)

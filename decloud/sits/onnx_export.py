@@ -18,7 +18,14 @@ import numpy as np
 
 from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
-from decloud.models.onnx_export import DEFAULT_OPSET, RELATIVE_TOLERANCE, TOLERANCE, OnnxExportError, _convert, run_onnx
+from decloud.models.onnx_conversion import (
+    DEFAULT_OPSET,
+    RELATIVE_TOLERANCE,
+    TOLERANCE,
+    OnnxExportError,
+    _convert,
+    run_onnx,
+)
 from decloud.sits.pretrain import load_encoder
 
 #: Pixels and observations of the agreement check (one pixel's last observations are padding).

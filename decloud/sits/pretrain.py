@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_directory
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
-from decloud.models.training import is_chief, make_strategy
+from decloud.models.training_loop import is_chief, make_strategy
 from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT, barlow_twins_loss, effective_rank
 from decloud.sits.dates import __doc__ as DOY_CONVENTION
 from decloud.sits.encoder import build_encoder, build_projector

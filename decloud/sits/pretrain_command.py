@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from decloud.core.cli import run_command
-from decloud.models.training import STRATEGIES
+from decloud.models.training_loop import STRATEGIES
 from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT
 from decloud.sits.encoder import BACKBONES
 from decloud.sits.pretrain import PretrainConfig, pretrain

@@ -27,7 +27,7 @@ from decloud.core.atomic import atomic_file
 from decloud.core.cli import run_command
 from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
 from decloud.core.errors import InvalidArgumentError
-from decloud.models.onnx_export import DEFAULT_OPSET, OnnxExportError
+from decloud.models.onnx_conversion import DEFAULT_OPSET, OnnxExportError
 from decloud.superres.backends import SavedModelSuperres, stack_bands
 from decloud.superres.model_card import ONNX_INPUT, write_model_card
 from decloud.superres.models import S2_20M_KEY, S2_KEY, SuperresCarn

@@ -119,7 +119,7 @@ class Experiment:
 def same_date_experiment(prepared_tile: Path, work: Path, *, epochs: int, seed: int = 0) -> Experiment:
     """Write the training records (upper rows) and the held-out records (lower rows) of the prepared series in
     ``prepared_tile``, train the small S2-only CRGA U-Net on them and export it under ``work``."""
-    from decloud.models.training import TrainingConfig, train  # TensorFlow, imported on use
+    from decloud.models.training_loop import TrainingConfig, train  # TensorFlow, imported on use
 
     scene = Scene.load(prepared_tile)
     width = scene.images.shape[2]
