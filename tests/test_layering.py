@@ -172,3 +172,58 @@ def test_the_stemming_matches_reordered_words():
     assert _words("decloud.models.onnx_export") == _words("decloud.models.export_onnx")
     assert _words("decloud.models.training") == _words("decloud.models.train")
     assert _words("decloud.models.onnx_conversion") != _words("decloud.models.export_onnx")
+
+
+_BLOCKS = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try)
+
+
+def _nesting(node: ast.AST, depth: int = 0) -> int:
+    """The deepest nesting of blocks (for, while, if, with, try) in a function; an ``elif`` is no deeper than
+    its ``if``, and nested functions count on their own."""
+    deepest = depth
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        is_elif = isinstance(node, ast.If) and node.orelse == [child] and isinstance(child, ast.If)
+        deeper = isinstance(child, _BLOCKS) and not is_elif
+        deepest = max(deepest, _nesting(child, depth + 1 if deeper else depth))
+    return deepest
+
+
+def test_the_nesting_measure():
+    function = ast.parse(
+        "def f(x):\n"
+        "    for a in x:\n"
+        "        if a:\n"
+        "            pass\n"
+        "        elif not a:\n"
+        "            with a:\n"
+        "                pass\n"
+    ).body[0]
+    assert _nesting(function) == 3
+
+
+def test_no_function_of_the_layers_nests_more_than_four_blocks():
+    """Deeper code (a loop in a loop in a loop under a context...) hides what a step does: split it."""
+    deep = sorted(
+        f"{module}.{node.name}: {_nesting(node)}"
+        for module, tree in MODULES.items()
+        if _layer(module) is not None
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _nesting(node) > 4
+    )
+    assert deep == []
+
+
+def test_one_png_writer():
+    """Pictures (quicklooks, drawings) are written by decloud.core.raster.write_png only."""
+    writers = sorted(
+        module
+        for module, tree in MODULES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword)
+        and node.arg in ("driver", "format")
+        and isinstance(node.value, ast.Constant)
+        and str(node.value.value).upper() == "PNG"
+    )
+    assert writers == ["decloud.core.raster"]

@@ -18,9 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 
-from decloud.core.atomic import atomic_file
 from decloud.core.constants import S2_BANDS_10M, S2_MODEL_SCALE, S2_NODATA
-from decloud.core.raster import open_raster, read_window
+from decloud.core.raster import open_raster, read_window, write_png
 
 RGB_BANDS = ("B4", "B3", "B2")
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -126,6 +125,4 @@ def write_quicklook(
         font=font,
         anchor="ra",
     )
-    with atomic_file(png) as temporary:
-        picture.save(temporary, format="PNG")
-    return Path(png)
+    return write_png(np.asarray(picture), png)

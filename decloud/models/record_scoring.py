@@ -168,6 +168,79 @@ def series_estimates(
     }
 
 
+def _record_baselines(
+    test_records: str | os.PathLike[str], types: dict[str, str], outputs: list[str], series: SeriesReader | None
+) -> tuple[dict[str, Baseline], set[str]]:
+    """The baselines computed from the records' own inputs, and the keys they read; with the series, none
+    (its baselines are read per sample) but the keys that place a sample in it."""
+    if series is None:
+        return baselines(types, outputs)
+    needed = {keys.TILE, keys.PATCH_ROW, keys.PATCH_COL, keys.key(keys.S2_TIMESTAMP, TARGET)}
+    if not needed <= set(types):
+        raise RecordsError(f"{test_records} lacks {sorted(needed - set(types))}: the series cannot be read")
+    return {}, needed | set(keys.keys_of_source(types, keys.S2_TIMESTAMP))
+
+
+def _hole_mask(
+    batch: dict[str, np.ndarray], holes: str | None, index: int, scale: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """The pixels of sample ``index`` that methods had to produce, at ``scale``: its holes, or every pixel
+    for records without holes (the target is another date)."""
+    if holes is None:
+        return np.ones(shape, dtype=bool)
+    return holes_at_scale(batch[holes][index][..., 0] != 0, scale)
+
+
+def _sample_estimates(
+    name: str,
+    batch: dict[str, np.ndarray],
+    index: int,
+    estimates: dict[str, dict[str, np.ndarray]],
+    serving: ServingModel,
+    series: SeriesReader | None,
+) -> dict[str, np.ndarray]:
+    """Every method's estimate of output ``name`` for sample ``index``: the model's and the records' baselines,
+    then, at 10 m, the baselines from the prepared series."""
+    by_method = {method: values[name][index] for method, values in estimates.items()}
+    if series is not None and keys.SOURCES[output_source(name)].scale == 1:
+        size = batch[target_key(name)][index].shape[0]
+        by_method.update(series_estimates(series, batch, index, size, _input_dates(serving, batch, index)))
+    return by_method
+
+
+def _score_sample(
+    accumulators: dict[str, HoleScores],
+    bands: tuple[str, ...],
+    truth: np.ndarray,
+    hole: np.ndarray,
+    by_method: dict[str, np.ndarray],
+) -> None:
+    """Add one sample's output to each method's scores, every method on the same pixels (hole pixels where
+    the truth and every estimate are valid)."""
+    scored = scorable(truth, hole, list(by_method.values()))
+    for method, estimate in by_method.items():
+        accumulators.setdefault(method, HoleScores(bands)).update(truth, estimate, scored)
+
+
+def _score_batch(
+    scores: dict[str, dict[str, HoleScores]],
+    batch: dict[str, np.ndarray],
+    estimates: dict[str, dict[str, np.ndarray]],
+    serving: ServingModel,
+    holes: str | None,
+    series: SeriesReader | None,
+) -> int:
+    """Add every sample of a batch to ``scores`` (output -> method -> scores); return the number of samples."""
+    samples = len(batch[target_key(next(iter(scores)))])
+    for index in range(samples):
+        for name, accumulators in scores.items():
+            truth = batch[target_key(name)][index]
+            hole = _hole_mask(batch, holes, index, keys.SOURCES[output_source(name)].scale, truth.shape[:2])
+            by_method = _sample_estimates(name, batch, index, estimates, serving, series)
+            _score_sample(accumulators, OUTPUT_BANDS[output_source(name)], truth, hole, by_method)
+    return samples
+
+
 def _score(
     serving: ServingModel,
     test_records: str | os.PathLike[str],
@@ -179,15 +252,9 @@ def _score(
 ) -> tuple[dict[str, dict[str, HoleScores]], int]:
     """Scores of every method per output over the records, and the number of samples."""
     outputs = serving.main_outputs()
-    targets = {name: target_key(name) for name in outputs}
-    if series is not None:
-        needed = {keys.TILE, keys.PATCH_ROW, keys.PATCH_COL, keys.key(keys.S2_TIMESTAMP, TARGET)}
-        if not needed <= set(types):
-            raise RecordsError(f"{test_records} lacks {sorted(needed - set(types))}: the series cannot be read")
-        methods, baseline_keys = {}, needed | set(keys.keys_of_source(types, keys.S2_TIMESTAMP))
-    else:
-        methods, baseline_keys = baselines(types, outputs)
-    read = sorted({*serving.inputs, *targets.values(), *baseline_keys, *([holes] if holes else [])})
+    methods, baseline_keys = _record_baselines(test_records, types, outputs, series)
+    targets = [target_key(name) for name in outputs]
+    read = sorted({*serving.inputs, *targets, *baseline_keys, *([holes] if holes else [])})
     scores: dict[str, dict[str, HoleScores]] = {name: {} for name in outputs}
     samples = 0
     dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
@@ -195,24 +262,7 @@ def _score(
         for batch in dataset.as_numpy_iterator():
             estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
             estimates.update({method: baseline(batch) for method, baseline in methods.items()})
-            for index in range(len(batch[targets[outputs[0]]])):
-                for name in outputs:
-                    truth = batch[targets[name]][index]
-                    scale = keys.SOURCES[output_source(name)].scale
-                    by_method = {method: values[name][index] for method, values in estimates.items()}
-                    if series is not None and scale == 1:
-                        dates = _input_dates(serving, batch, index)
-                        by_method.update(series_estimates(series, batch, index, truth.shape[0], dates))
-                    hole = (
-                        holes_at_scale(batch[holes][index][..., 0] != 0, scale)
-                        if holes
-                        else np.ones(truth.shape[:2], dtype=bool)
-                    )
-                    scored = scorable(truth, hole, list(by_method.values()))
-                    for method, estimate in by_method.items():
-                        bands = OUTPUT_BANDS[output_source(name)]
-                        scores[name].setdefault(method, HoleScores(bands)).update(truth, estimate, scored)
-            samples += len(batch[targets[outputs[0]]])
+            samples += _score_batch(scores, batch, estimates, serving, holes, series)
     return scores, samples
 
 

@@ -18,22 +18,27 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import rasterio
 from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from decloud.core.atomic import atomic_file
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.progress import progress
-from decloud.core.raster import Grid, create_geotiff, gdal_environment, geotiff_profile, open_raster, read_window
+from decloud.core.raster import (
+    Grid,
+    create_geotiff,
+    gdal_environment,
+    geotiff_profile,
+    open_raster,
+    read_window,
+    write_png,
+)
 from decloud.sits.encoding import encode_pixels, encode_window
 from decloud.sits.finetune import load_classifier
 from decloud.sits.pretrain import load_encoder
@@ -239,14 +244,7 @@ def write_quicklook(rgb_tif: str | os.PathLike[str], png: str | os.PathLike[str]
         factor = max(1, int(np.ceil(max(dataset.height, dataset.width) / QUICKLOOK_SIDE)))
         shape = (3, -(-dataset.height // factor), -(-dataset.width // factor))
         rgb = read_window(dataset, None, out_shape=shape)
-    with atomic_file(png) as temporary, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a PNG quicklook has no georeference
-        with rasterio.open(
-            temporary, "w", driver="PNG", width=shape[2], height=shape[1], count=3, dtype="uint8"
-        ) as out:
-            out.write(rgb)
-        Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
-    return Path(png)
+    return write_png(np.moveaxis(rgb, 0, -1), png)
 
 
 #: Colours of the classes of a class map (class k gets the k-th, cycling), no-data (0) black.
