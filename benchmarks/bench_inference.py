@@ -3,7 +3,7 @@
 For each size, generates and prepares the inputs of a CRGA OS2 reconstruction (3 S2 products and 6 S1
 images of size x size pixels), then, in a fresh process per size:
   - runs the CRGA processor's engine over the whole image (read, compute, write, with margins);
-  - calls the model in memory on as many tiles of the same shape (no I/O): the pure compute;
+  - calls the model in memory on as many chunks of the same shape (no I/O): the pure compute;
 and prints pixels/s of both, their ratio (streamed / pure, target >= 0.87), and the peak RSS of the
 streamed run (target: at the largest size <= 1.2 x at the smallest).
 
@@ -50,21 +50,21 @@ def prepare_inputs(root: Path, size: int) -> dict[str, list[Path]]:
     return {f"s2_{k}": v for k, v in s2.items()} | {f"s1_{k}": v for k, v in s1.items()}
 
 
-def worker(model_path: Path, inputs_json: Path, output: Path, tile_size: int, pad: int) -> None:
+def worker(model_path: Path, inputs_json: Path, output: Path, chunk_size: int, pad: int) -> None:
     """One streamed run and the matching pure compute, in this process; prints JSON figures."""
     from decloud.core.products import s1_image, s2_product
     from decloud.production.processors import InferenceOptions, LoadedModel, crga_sources, reconstruct, reference_grid
 
     inputs = {k: [Path(p) for p in v] for k, v in json.loads(inputs_json.read_text()).items()}
     model = LoadedModel.load(model_path)
-    options = InferenceOptions(tile_size=tile_size, pad=pad)
+    options = InferenceOptions(chunk_size=chunk_size, pad=pad)
     target = s2_product(inputs["s2_target"][0])
     reference = reference_grid(target)
 
     def images(key):
         return [s1_image(p) for p in inputs[key]]
 
-    side = tile_size + 2 * pad
+    side = chunk_size + 2 * pad
     rng = np.random.default_rng(0)
     feed = {key: rng.uniform(0, 4000, (1, side, side, c)).astype(np.float32) for key, c in model.backend.inputs.items()}
     model.backend.run(feed, ["s2_estim"])  # the first call traces the graph: a one-off cost, kept out of both runs
@@ -77,14 +77,16 @@ def worker(model_path: Path, inputs_json: Path, output: Path, tile_size: int, pa
         streamed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    tiles = -(-reference.height // tile_size) * -(-reference.width // tile_size)
+    chunks = -(-reference.height // chunk_size) * -(-reference.width // chunk_size)
     start = time.perf_counter()
-    for _ in range(tiles):
+    for _ in range(chunks):
         model.backend.run(feed, ["s2_estim"])
     pure = time.perf_counter() - start
     pixels = reference.height * reference.width
     print(
-        json.dumps({"pixels": pixels, "streamed_s": streamed, "pure_s": pure, "tiles": tiles, "peak_rss_mib": peak_mib})
+        json.dumps(
+            {"pixels": pixels, "streamed_s": streamed, "pure_s": pure, "chunks": chunks, "peak_rss_mib": peak_mib}
+        )
     )
 
 
@@ -99,8 +101,8 @@ def main() -> None:
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        model, inputs, output, tile_size, pad = args.worker
-        worker(Path(model), Path(inputs), Path(output), int(tile_size), int(pad))
+        model, inputs, output, chunk_size, pad = args.worker
+        worker(Path(model), Path(inputs), Path(output), int(chunk_size), int(pad))
         return
 
     from decloud.models.export import export_savedmodel
@@ -110,7 +112,7 @@ def main() -> None:
         root = Path(workdir)
         network = create_model("crga_os2_unet", filters=args.filters)
         model_path = export_savedmodel(network.model(), network, root / "savedmodel")
-        print(f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, tiles {args.ts} + 2 x {args.pad}")
+        print(f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, chunks {args.ts} + 2 x {args.pad}")
         print(f"{'size':>6} {'streamed px/s':>14} {'pure px/s':>10} {'ratio':>6} {'peak RSS MiB':>13}")
         peaks = []
         for size in args.sizes:

@@ -50,7 +50,7 @@ def run_engine(tmp_path: Path, values: np.ndarray) -> Path:
     output = tmp_path / "out" / "estim.tif"
     spec = OutputSpec("s2_estim", output, ["B2", "B3", "B4", "B8"])
     with RasterSource("s2_t", source_path, grid, nodata=S2_NODATA) as source:
-        StreamingEngine(ConstantModel(), [source], grid, [spec], tile_size=32, pad=8).run()
+        StreamingEngine(ConstantModel(), [source], grid, [spec], chunk_size=32, pad=8).run()
     return output
 
 

@@ -227,3 +227,28 @@ def test_one_png_writer():
         and str(node.value.value).upper() == "PNG"
     )
     assert writers == ["decloud.core.raster"]
+
+
+def _identifiers(tree: ast.Module) -> set[str]:
+    """Every name a module binds or reads: variables, arguments, functions, classes, attributes, keywords."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(node.name)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.keyword) and node.arg:
+            found.add(node.arg)
+    return found
+
+
+@pytest.mark.parametrize(
+    "module", ["decloud.production.streaming", "decloud.production.sources", "decloud.production.processors"]
+)
+def test_the_engine_says_chunk_and_keeps_tile_for_the_sentinel2_tile(module):
+    """The engine runs a model chunk by chunk (``--ts`` is the chunk side); it knows nothing of MGRS tiles."""
+    assert sorted(name for name in _identifiers(MODULES[module]) if "tile" in name.lower()) == []

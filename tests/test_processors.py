@@ -34,7 +34,7 @@ from decloud.testing.regions import Rect
 from decloud.testing.s1tiling import make_s1tiling_pair
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, make_theia_product
 
-SHAPE = (136, 168)  # not a multiple of the tiles
+SHAPE = (136, 168)  # not a multiple of the chunks
 START = datetime(2021, 6, 2, 10, 30, tzinfo=UTC)
 S2_DATES = [START + timedelta(days=5 * i) for i in range(6)]  # 2, 7, 12, 17, 22, 27 June
 S1_DATES = [(START + timedelta(days=2 * i - 1)).replace(hour=6) for i in range(15)]

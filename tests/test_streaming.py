@@ -1,5 +1,5 @@
-"""The streaming engine: tile invariance against one call on the whole (mirrored) image, 10/20 m
-alignment, no-data, skipped tiles, crop outputs on small images, bad models and grids."""
+"""The streaming engine: chunk-size invariance against one call on the whole (mirrored) image, 10/20 m
+alignment, no-data, skipped chunks, crop outputs on small images, bad models and grids."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from decloud.production.backends import ModelError, SavedModelBackend
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine
 
-SHAPE = (150, 170)  # 10 m rows, cols: neither a multiple of the tiles nor even
+SHAPE = (150, 170)  # 10 m rows, cols: neither a multiple of the chunks nor even
 TRANSFORM = Affine(10, 0, 600000, 0, -10, 4900020)
 CRS = "EPSG:32631"
 MARGIN = 16  # > the model's receptive radius (2 px at 10 m + 2 px at 20 m = 6 px)
@@ -68,7 +68,7 @@ def reference_grid(path: Path) -> Grid:
 
 
 def stream(
-    savedmodel: Path, inputs: tuple[Path, Path], out: Path, tile_size: int, pad: int, cog: bool = False, **kwargs
+    savedmodel: Path, inputs: tuple[Path, Path], out: Path, chunk_size: int, pad: int, cog: bool = False, **kwargs
 ) -> list[Path]:
     grid = reference_grid(inputs[0])
     sources = [
@@ -81,7 +81,7 @@ def stream(
     ]
     engine = StreamingEngine(
         kwargs.pop("backend", None) or SavedModelBackend(savedmodel), sources, grid, outputs,
-        tile_size=tile_size, pad=pad, size_multiple=2, **kwargs,
+        chunk_size=chunk_size, pad=pad, size_multiple=2, **kwargs,
     )  # fmt: skip
     return engine.run(cog=cog)
 
@@ -96,9 +96,9 @@ def whole_image_inputs(inputs: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarra
     return s2_in, s2_20m_in
 
 
-@pytest.mark.parametrize(("tile_size", "pad"), [(32, 16), (64, 16), (48, 32), (512, 16)])
-def test_streamed_output_equals_one_call_on_the_whole_image(savedmodel, inputs, tmp_path, tile_size, pad):
-    paths = stream(savedmodel, inputs, tmp_path, tile_size, pad)
+@pytest.mark.parametrize(("chunk_size", "pad"), [(32, 16), (64, 16), (48, 32), (512, 16)])
+def test_streamed_output_equals_one_call_on_the_whole_image(savedmodel, inputs, tmp_path, chunk_size, pad):
+    paths = stream(savedmodel, inputs, tmp_path, chunk_size, pad)
     backend = SavedModelBackend(savedmodel)
     s2_in, s2_20m_in = whole_image_inputs(inputs)
     whole = backend.run(
@@ -141,7 +141,7 @@ def test_tiles_without_valid_pixels_are_skipped(savedmodel, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     s2 = np.full((4, 128, 128), 1000, dtype=np.int16)
-    s2[:, :64, :] = S2_NODATA  # the two upper 64 x 64 tiles are all no-data
+    s2[:, :64, :] = S2_NODATA  # the two upper 64 x 64 chunks are all no-data
     write_array(folder / "s2.tif", s2, crs=CRS, transform=TRANSFORM, nodata=S2_NODATA)
     write_array(
         folder / "s2_20m.tif", np.full((6, 64, 64), 500, np.int16), crs=CRS, transform=TRANSFORM @ Affine.scale(2)
@@ -191,7 +191,7 @@ def test_bad_models_and_grids_fail_before_writing(savedmodel, inputs, tmp_path):
     with pytest.raises(ModelError, match=r"has no output \['s2_cloudfree'\]"):
         StreamingEngine(backend, sources, grid, [OutputSpec("s2_cloudfree", tmp_path / "out.tif", ["B2"])])
     with pytest.raises(InvalidArgumentError, match="multiple of 2"):
-        StreamingEngine(backend, sources, grid, [spec], tile_size=63, size_multiple=2)
+        StreamingEngine(backend, sources, grid, [spec], chunk_size=63, size_multiple=2)
     shifted = tmp_path / "shifted.tif"
     write_array(shifted, np.zeros((6, 75, 85), np.int16), crs=CRS, transform=Affine(20, 0, 600010, 0, -20, 4900020))
     with pytest.raises(GridMismatchError, match=r"shifted\.tif"):
@@ -258,7 +258,7 @@ def test_keep_clear_keeps_clear_pixels_even_where_the_model_cannot_run(savedmode
         ClearMaskSource("clear", product, grid),
     ]
     spec = OutputSpec("s2_estim", tmp_path / "out.tif", ["B2", "B3", "B4", "B8"], keep_input="s2_t", clear_key="clear")
-    StreamingEngine(SavedModelBackend(savedmodel), sources, grid, [spec], tile_size=64, pad=16).run()
+    StreamingEngine(SavedModelBackend(savedmodel), sources, grid, [spec], chunk_size=64, pad=16).run()
     out = read_all(tmp_path / "out.tif")
     clear = clm[0] == 0
     away = clear.copy()

@@ -30,8 +30,8 @@ from decloud.testing.theia import make_theia_product
 
 CRS = "EPSG:32631"
 TRANSFORM = rasterio.Affine(10, 0, 600000, 0, -10, 4900020)
-#: 256 x 256 pixels in 32 x 32 tiles: 64 tiles.
-SIDE, TILE = 256, 32
+#: 256 x 256 pixels in 32 x 32 chunks: 64 chunks.
+SIDE, CHUNK = 256, 32
 
 
 class SlowSource(RasterSource):
@@ -84,7 +84,7 @@ def run_then_close(source: SlowSource, model: ModelBackend, output: Path) -> Non
     """Run the engine and close the source right after, as the processors do."""
     spec = OutputSpec("s2_estim", output, ["B2", "B3", "B4", "B8"])
     with source:
-        StreamingEngine(model, [source], source.reference, [spec], tile_size=TILE, pad=8).run()
+        StreamingEngine(model, [source], source.reference, [spec], chunk_size=CHUNK, pad=8).run()
 
 
 def assert_stopped(source: SlowSource, output: Path) -> None:
@@ -117,15 +117,15 @@ def test_a_failing_writer_stops_both_threads(source: SlowSource, tmp_path: Path,
     with pytest.raises(OutputWriteError, match="simulated I/O error"):
         run_then_close(source, FailingModel(), output)
     assert len(writes) == 5  # nothing written once the writer failed
-    assert source.reads < SIDE**2 // TILE**2  # the run stopped early
+    assert source.reads < SIDE**2 // CHUNK**2  # the run stopped early
     assert_stopped(source, output)
 
 
 def test_the_run_completes_without_fault(source: SlowSource, tmp_path: Path) -> None:
-    """The same run without a fault: every tile read once, the output all 1000."""
+    """The same run without a fault: every chunk read once, the output all 1000."""
     output = tmp_path / "out" / "estim.tif"
     run_then_close(source, FailingModel(), output)
-    assert source.reads == SIDE**2 // TILE**2
+    assert source.reads == SIDE**2 // CHUNK**2
     with rasterio.open(output) as dataset:
         assert (dataset.read() == 1000).all()
 
@@ -135,7 +135,7 @@ def test_the_run_completes_without_fault(source: SlowSource, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def crga_s2only_run(tmp_path_factory) -> tuple[list[str], Path]:
-    """A crga-processor command (S2-only CRGA model) over 1024 x 1024 products in 32 x 32 tiles: a few seconds
+    """A crga-processor command (S2-only CRGA model) over 1024 x 1024 products in 32 x 32 chunks: a few seconds
     of streaming on an idle machine, so that every delay below falls inside it."""
     root = tmp_path_factory.mktemp("interrupt")
     products = [

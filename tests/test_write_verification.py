@@ -160,7 +160,7 @@ class ConstantModel(ModelBackend):
         return {"s2_estim": np.full((*inputs["s2_t"].shape[:3], 4), 1234.0, np.float32)}
 
 
-def run_engine(tmp_path: Path, model: ModelBackend = None, tile_size: int = 64, cog: bool = False) -> list[Path]:
+def run_engine(tmp_path: Path, model: ModelBackend = None, chunk_size: int = 64, cog: bool = False) -> list[Path]:
     source_path = tmp_path / "s2.tif"
     if not source_path.exists():
         tmp_path.mkdir(exist_ok=True)
@@ -169,7 +169,7 @@ def run_engine(tmp_path: Path, model: ModelBackend = None, tile_size: int = 64, 
         grid = Grid.of(dataset)
     output = OutputSpec("s2_estim", tmp_path / "out" / "estim.tif", ["B2", "B3", "B4", "B8"])
     sources = [RasterSource("s2_t", source_path, grid, nodata=S2_NODATA)]
-    engine = StreamingEngine(model or ConstantModel(), sources, grid, [output], tile_size=tile_size, pad=16)
+    engine = StreamingEngine(model or ConstantModel(), sources, grid, [output], chunk_size=chunk_size, pad=16)
     return engine.run(cog=cog)
 
 

@@ -1,5 +1,6 @@
 """Format constants of prepared products: the one place where band orders, file suffixes,
-no-data values and scaling factors are defined. Every other module imports them from here."""
+no-data values and scaling factors (and the hour, in seconds) are defined. Every other module imports them
+from here."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from decloud.core.errors import InvalidArgumentError
 from decloud.core.products import S1Image, S2Product
 from decloud.core.raster import Grid
 from decloud.production.blending import estimated_mask
-from decloud.production.sources import KeyData, TileSource, read_raster
+from decloud.production.sources import InputSource, KeyData, read_raster
 
 
 def by_closeness(times: Sequence[float], target: float) -> list[int]:
@@ -96,7 +96,7 @@ def select_pairs(
     return s2, s1, chosen_s2 >= 0, chosen_s2, chosen_s1
 
 
-class _ProductsSource(TileSource):
+class _ProductsSource(InputSource):
     """Reads stacks of prepared Sentinel-2 products."""
 
     def _read_s2(self, datasets, window: Window) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ from decloud.production.input_selection import (
     PairSelectionSource,
     S1MosaicSource,
 )
-from decloud.production.sources import RasterSource, TileSource
+from decloud.production.sources import InputSource, RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,16 @@ CLEAR_KEY = "clear"
 DEFAULT_PAD = 64
 #: Largest S1/S2 gap a pair may have, hours (a year): beyond it a "pair" says nothing of the same ground.
 MAX_GAP_HOURS = 366 * 24.0
-#: Largest side of a tile read with its margins (--ts + 2 x --pad), 10 m pixels: one such 4-band float32
+#: Largest side of a chunk read with its margins (--ts + 2 x --pad), 10 m pixels: one such 4-band float32
 #: input already takes 1 GiB.
-MAX_TILE_SIDE = 8192
+MAX_CHUNK_SIDE = 8192
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
     """How to run a processor (the flags shared by every processor)."""
 
-    tile_size: int = 512
+    chunk_size: int = 512
     pad: int | None = None  #: None: the model's receptive field (DEFAULT_PAD when unknown)
     max_gap_hours: float = 72.0
     with_20m_bands: bool = False
@@ -80,15 +80,15 @@ class InferenceOptions:
                 f"--maxgap {self.max_gap_hours:g}: the maximum S1/S2 gap must be a number of hours "
                 f"between 0 and {MAX_GAP_HOURS:g}"
             )
-        if self.tile_size < 1:
-            raise InvalidArgumentError(f"--ts {self.tile_size}: the tile size must be at least 1 pixel")
+        if self.chunk_size < 1:
+            raise InvalidArgumentError(f"--ts {self.chunk_size}: the chunk size must be at least 1 pixel")
         if self.pad is not None and self.pad < 0:
             raise InvalidArgumentError(f"--pad {self.pad}: the margin cannot be negative")
         margin = self.pad or 0
-        if self.tile_size + 2 * margin > MAX_TILE_SIDE:
+        if self.chunk_size + 2 * margin > MAX_CHUNK_SIDE:
             raise InvalidArgumentError(
-                f"--ts {self.tile_size} with --pad {margin}: a tile and its margins (ts + 2 x pad) must "
-                f"be at most {MAX_TILE_SIDE} pixels wide"
+                f"--ts {self.chunk_size} with --pad {margin}: a chunk and its margins (ts + 2 x pad) must "
+                f"be at most {MAX_CHUNK_SIDE} pixels wide"
             )
 
 
@@ -131,15 +131,15 @@ class LoadedModel:
 
     def margin(self, requested: int | None) -> int:
         """The margin (``--pad``) of a run: ``requested``, by default the receptive field, rounded up to the
-        size multiple; a margin narrower than the receptive field is warned about (tiles then show)."""
+        size multiple; a margin narrower than the receptive field is warned about (chunk borders then show)."""
         if requested is None:
             if self.receptive_field is None:
                 log.warning("%s has no receptive field in its description: margin %d pixels", self.path, DEFAULT_PAD)
             requested = DEFAULT_PAD if self.receptive_field is None else self.receptive_field
         elif self.receptive_field is not None and requested < self.receptive_field:
             log.warning(
-                "--pad %d is narrower than the receptive field of %s (%d pixels): pixels near tile borders will "
-                "depend on the tiling",
+                "--pad %d is narrower than the receptive field of %s (%d pixels): pixels near chunk borders will "
+                "depend on the chunk size",
                 requested, self.path, self.receptive_field,
             )  # fmt: skip
         return -(-requested // self.size_multiple) * self.size_multiple
@@ -166,12 +166,14 @@ def reference_grid(product: S2Product, subset: tuple[float, float, float, float]
     return Grid(grid.crs, grid.transform @ Affine.translation(col0, row0), col1 - col0, row1 - row0)
 
 
-def target_sources(stack: ExitStack, target: S2Product, reference: Grid, options: InferenceOptions) -> list[TileSource]:
+def target_sources(
+    stack: ExitStack, target: S2Product, reference: Grid, options: InferenceOptions
+) -> list[InputSource]:
     """The S2 image at ``t`` (10 m, and 20 m when asked; its cloudy pixels set to no-data for a model trained
     on transplanted masks), and the clear-sky mask for --keep_clear."""
     if options.cloudy_pixels == CLOUDY_AS_NODATA:
         holed = HoledS2Source("t", target, reference, with_20m_bands=options.with_20m_bands)
-        sources: list[TileSource] = [stack.enter_context(holed)]
+        sources: list[InputSource] = [stack.enter_context(holed)]
     else:
         sources = s2_image_sources(stack, "t", target, reference, options.with_20m_bands)
     if options.keep_clear:
@@ -181,10 +183,12 @@ def target_sources(stack: ExitStack, target: S2Product, reference: Grid, options
 
 def s2_image_sources(
     stack: ExitStack, acquisition: str, product: S2Product, reference: Grid, with_20m_bands: bool
-) -> list[TileSource]:
+) -> list[InputSource]:
     """``s2_<acquisition>`` (and ``s2_20m_<acquisition>``) read as they are from a prepared product."""
     key = keys.key(keys.S2, acquisition)
-    sources: list[TileSource] = [stack.enter_context(RasterSource(key, product.bands_10m, reference, nodata=S2_NODATA))]
+    sources: list[InputSource] = [
+        stack.enter_context(RasterSource(key, product.bands_10m, reference, nodata=S2_NODATA))
+    ]
     if with_20m_bands:
         key = keys.key(keys.S2_20M, acquisition)
         source = RasterSource(key, product.bands_20m, reference, scale=2, nodata=S2_NODATA)
@@ -192,7 +196,7 @@ def s2_image_sources(
     return sources
 
 
-def dem_source(stack: ExitStack, dem: Path | None, reference: Grid) -> list[TileSource]:
+def dem_source(stack: ExitStack, dem: Path | None, reference: Grid) -> list[InputSource]:
     """The DEM, when one is given (the engine checks that the model reads it, and that it is given when
     the model reads it)."""
     if dem is None:
@@ -209,7 +213,7 @@ def crga_sources(
     dem: Path | None,
     reference: Grid,
     options: InferenceOptions,
-) -> list[TileSource]:
+) -> list[InputSource]:
     """The CRGA inputs; S1 lists of None give the S2-only inputs (models with ``with_s1=False``)."""
     sources = target_sources(stack, target, reference, options)
     pairs = [("tm1", before)] + ([("tp1", after)] if after is not None else [])
@@ -236,7 +240,7 @@ def meraner_sources(
     dem: Path | None,
     reference: Grid,
     options: InferenceOptions,
-) -> list[TileSource]:
+) -> list[InputSource]:
     sources = target_sources(stack, target, reference, options)
     sources.append(stack.enter_context(S1MosaicSource("t", s1_at_target, target.acquired, reference)))
     return sources + dem_source(stack, dem, reference)
@@ -244,7 +248,7 @@ def meraner_sources(
 
 def reconstruct(
     model: LoadedModel,
-    sources: Sequence[TileSource],
+    sources: Sequence[InputSource],
     reference: Grid,
     output: Path,
     output_20m: Path | None,
@@ -285,7 +289,7 @@ def reconstruct(
         sources,
         reference,
         outputs,
-        tile_size=-(-options.tile_size // model.size_multiple) * model.size_multiple,
+        chunk_size=-(-options.chunk_size // model.size_multiple) * model.size_multiple,
         pad=pad,
         size_multiple=model.size_multiple,
         model_name=str(model.path),
@@ -321,8 +325,8 @@ def monthly_sources(
     dem: Path | None,
     reference: Grid,
     options: InferenceOptions,
-) -> list[TileSource]:
-    sources: list[TileSource] = []
+) -> list[InputSource]:
+    sources: list[InputSource] = []
     for index, product in enumerate(products):
         name = f"d{index}"
         sources.append(
@@ -357,11 +361,16 @@ def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = True) -> None:
     """The flags every processor shares."""
-    parser.add_argument("--ts", type=int, default=512, help="tile size in 10 m pixels (512)")
+    parser.add_argument(
+        "--ts",
+        type=int,
+        default=512,
+        help="side of the chunks the model runs on at once (the image is processed chunk by chunk), 10 m pixels (512)",
+    )
     parser.add_argument(
         "--pad",
         type=int,
-        help="margin around each tile, 10 m pixels (default: the model's receptive field, or 64 when unknown)",
+        help="margin read around each chunk, 10 m pixels (default: the model's receptive field, or 64 when unknown)",
     )
     parser.add_argument("--maxgap", type=float, default=72.0, help="maximum S1/S2 gap of a pair, hours (72)")
     parser.add_argument("--with_20m_bands", action="store_true", help="feed the 20 m bands (models trained with them)")
@@ -382,7 +391,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = T
 
 def inference_options(args: argparse.Namespace) -> InferenceOptions:
     return InferenceOptions(
-        tile_size=args.ts,
+        chunk_size=args.ts,
         pad=args.pad,
         max_gap_hours=args.maxgap,
         with_20m_bands=args.with_20m_bands,

@@ -32,7 +32,7 @@ class KeyData:
     valid: np.ndarray
 
 
-class TileSource(ABC):
+class InputSource(ABC):
     """Provides model inputs over windows of the reference grid; use as a context manager.
 
     The reference may be a part of the rasters (a subset of a tile): the source knows where the reference
@@ -49,7 +49,7 @@ class TileSource(ABC):
         self._stack = ExitStack()
         self._extents: dict[int, tuple[int, int, int, int]] = {}
 
-    def __enter__(self) -> TileSource:
+    def __enter__(self) -> InputSource:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -91,7 +91,7 @@ def read_raster(dataset: DatasetReader, window: Window, nodata: float | None) ->
     return KeyData(values, valid)
 
 
-class RasterSource(TileSource):
+class RasterSource(InputSource):
     """One key read from one raster (e.g. ``s2_t`` from a FRE_10m stack, ``dem`` from a 20 m DEM)."""
 
     def __init__(self, key: str, path: str | os.PathLike[str], reference: Grid, *, scale: int = 1,

@@ -1,15 +1,15 @@
-"""The streaming inference engine: a model run over whole images of any size, tile by tile, from the
+"""The streaming inference engine: a model run over whole images of any size, chunk by chunk, from the
 sources' rasters to GeoTIFF outputs.
 
-For every tile of ``tile_size`` reference pixels, each input is read with a margin of ``pad`` pixels on
+For every chunk of ``chunk_size`` reference pixels, each input is read with a margin of ``pad`` pixels on
 every side (its own window at its own scale: a 20 m input reads half the 10 m window). Where the margin
-falls outside the image, the image is mirrored (symmetric), so results do not depend on the tiling and
-the borders are kept. The model runs on the padded tile and the margin is cropped from its outputs.
-Pixels where a required input has no data are no-data in the outputs; tiles with no valid pixel are
+falls outside the image, the image is mirrored (symmetric), so results do not depend on the chunk size and
+the borders are kept. The model runs on the padded chunk and the margin is cropped from its outputs.
+Pixels where a required input has no data are no-data in the outputs; chunks with no valid pixel are
 not computed at all.
 
 Reading (a thread), computing (the calling thread) and writing (a writer thread) overlap, with at
-most a few tiles in flight, so memory does not depend on the image size. Outputs are written under a
+most a few chunks in flight, so memory does not depend on the image size. Outputs are written under a
 temporary name, tiled and compressed, optionally as Cloud Optimized GeoTIFFs with overviews, and renamed
 when complete.
 """
@@ -53,12 +53,12 @@ from decloud.core.raster import (
 )
 from decloud.production.backends import ModelBackend
 from decloud.production.blending import at_scale, blend_kept, estimate_weights
-from decloud.production.sources import TileSource
+from decloud.production.sources import InputSource
 
 log = logging.getLogger(__name__)
 
-#: Tiles read ahead of the computation, and computed tiles waiting to be written.
-TILES_IN_FLIGHT = 2
+#: Chunks read ahead of the computation, and computed chunks waiting to be written.
+CHUNKS_IN_FLIGHT = 2
 #: Model outputs are written as int16 in prepared units; -10000 is kept for no-data.
 OUTPUT_RANGE = (S2_NODATA + 1, np.iinfo(np.int16).max)
 #: Niceness added to the reading and writing threads.
@@ -114,7 +114,10 @@ class _Destination:
 
 
 @dataclass(frozen=True)
-class Tile:
+class Chunk:
+    """A piece of the reference grid that the model runs on at once, with its margins: ``chunk_size`` pixels
+    a side (``--ts``), less at the image's right and bottom edges. ("Tile" is kept for the Sentinel-2 tile.)"""
+
     row: int
     col: int
     height: int
@@ -122,17 +125,17 @@ class Tile:
 
 
 @dataclass
-class _TileResult:
-    tile: Tile
+class _ChunkResult:
+    chunk: Chunk
     arrays: dict[Path, np.ndarray]  #: destination -> (rows, cols, bands) values, ready to write
 
 
-def _scales(sources: Sequence[TileSource]) -> set[int]:
+def _scales(sources: Sequence[InputSource]) -> set[int]:
     return {scale for source in sources for scale in source.keys.values()}
 
 
-def tiling_step(sources: Sequence[TileSource], outputs: Sequence[OutputSpec], size_multiple: int) -> int:
-    """The multiple that tile sizes and margins must be: every input and output window must fall on
+def chunk_step(sources: Sequence[InputSource], outputs: Sequence[OutputSpec], size_multiple: int) -> int:
+    """The multiple that chunk sizes and margins must be: every input and output window must fall on
     whole pixels of its grid, and the model's size constraint must hold."""
     step = size_multiple
     for scale in _scales(sources) | {output.scale for output in outputs}:
@@ -141,15 +144,15 @@ def tiling_step(sources: Sequence[TileSource], outputs: Sequence[OutputSpec], si
     return step
 
 
-def tiles_of(reference: Grid, tile_size: int) -> list[Tile]:
+def chunks_of(reference: Grid, chunk_size: int) -> list[Chunk]:
     return [
-        Tile(row, col, min(tile_size, reference.height - row), min(tile_size, reference.width - col))
-        for row in range(0, reference.height, tile_size)
-        for col in range(0, reference.width, tile_size)
+        Chunk(row, col, min(chunk_size, reference.height - row), min(chunk_size, reference.width - col))
+        for row in range(0, reference.height, chunk_size)
+        for col in range(0, reference.width, chunk_size)
     ]
 
 
-def _mirror_read(source: TileSource, row: int, col: int, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _mirror_read(source: InputSource, row: int, col: int, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The source's keys over the square window (row, col, size) of the reference grid, each at its scale,
     with the parts outside the rasters mirrored."""
     windows, pads = {}, {}
@@ -198,11 +201,11 @@ class StreamingEngine:
     def __init__(
         self,
         model: ModelBackend,
-        sources: Sequence[TileSource],
+        sources: Sequence[InputSource],
         reference: Grid,
         outputs: Sequence[OutputSpec],
         *,
-        tile_size: int = 512,
+        chunk_size: int = 512,
         pad: int = 64,
         required: Collection[str] | None = None,
         size_multiple: int = 1,
@@ -230,12 +233,12 @@ class StreamingEngine:
                     f"auxiliary clear mask ({output.clear_key})"
                 )
         model.check(self.model_keys, [output.name for output in self.outputs], model_name)
-        step = tiling_step(self.sources, self.outputs, size_multiple)
-        for name, value in (("tile size", tile_size), ("margin (pad)", pad)):
-            if value < 0 or value % step or (name == "tile size" and value == 0):
+        step = chunk_step(self.sources, self.outputs, size_multiple)
+        for name, value in (("chunk size", chunk_size), ("margin (pad)", pad)):
+            if value < 0 or value % step or (name == "chunk size" and value == 0):
                 raise InvalidArgumentError(f"{name} {value} must be a positive multiple of {step} for this model")
-        # A small image needs no tile larger than itself (rounded up to the step).
-        self.tile_size = min(tile_size, -(-max(reference.height, reference.width) // step) * step)
+        # A small image needs no chunk larger than itself (rounded up to the step).
+        self.chunk_size = min(chunk_size, -(-max(reference.height, reference.width) // step) * step)
         self.pad = pad
         self.destinations = {
             output.name: _Destination(output.path, output.scale, output.descriptions, "int16", S2_NODATA)
@@ -246,73 +249,75 @@ class StreamingEngine:
             names = [f"{key} band {band}" for band in range(1, (spec.channels or 1) + 1)]
             self.destinations[key] = _Destination(path, self.keys[key], names, spec.dtype, INPUT_NODATA[spec.dtype])
 
-    def _core(self, array: np.ndarray, tile: Tile, scale: float) -> np.ndarray:
-        """The part of a padded tile array (rows, cols, ...) at ``scale`` that covers the tile itself."""
+    def _core(self, array: np.ndarray, chunk: Chunk, scale: float) -> np.ndarray:
+        """The part of a padded chunk array (rows, cols, ...) at ``scale`` that covers the chunk itself."""
         margin = int(self.pad / scale)
-        return array[margin : margin + math.ceil(tile.height / scale), margin : margin + math.ceil(tile.width / scale)]
+        return array[
+            margin : margin + math.ceil(chunk.height / scale), margin : margin + math.ceil(chunk.width / scale)
+        ]
 
-    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-        """Inputs (1, n, n, channels) float32 of a tile with its margins, the validity of each key over the
-        tile, and the validity of the tile's pixels on the reference grid (all required keys valid)."""
-        size = self.tile_size + 2 * self.pad
+    def prepare(self, chunk: Chunk) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        """Inputs (1, n, n, channels) float32 of a chunk with its margins, the validity of each key over the
+        chunk, and the validity of the chunk's pixels on the reference grid (all required keys valid)."""
+        size = self.chunk_size + 2 * self.pad
         inputs, key_valid = {}, {}
-        valid = np.ones((tile.height, tile.width), dtype=bool)
+        valid = np.ones((chunk.height, chunk.width), dtype=bool)
         any_valid = np.zeros_like(valid) if self.any_of else np.ones_like(valid)
         for source in self.sources:
-            corner = (tile.row - self.pad, tile.col - self.pad)
+            corner = (chunk.row - self.pad, chunk.col - self.pad)
             for key, (values, mask) in _mirror_read(source, *corner, size).items():
                 scale = self.keys[key]
                 inputs[key] = values[np.newaxis].astype(np.float32)
-                key_valid[key] = self._core(mask, tile, scale)
+                key_valid[key] = self._core(mask, chunk, scale)
                 if key in self.required:
                     valid &= _resample_mask(key_valid[key], 1 / scale, valid.shape)
                 if key in self.any_of:
                     any_valid |= _resample_mask(key_valid[key], 1 / scale, valid.shape)
         return inputs, key_valid, valid & any_valid
 
-    def compute(self, tile: Tile, inputs: dict, key_valid: dict, valid: np.ndarray) -> _TileResult:
-        """The arrays to write for a tile: model outputs (no-data where invalid; kept clear input pixels,
+    def compute(self, chunk: Chunk, inputs: dict, key_valid: dict, valid: np.ndarray) -> _ChunkResult:
+        """The arrays to write for a chunk: model outputs (no-data where invalid; kept clear input pixels,
         even where the model could not run), and intermediate inputs."""
         arrays = {}
         results = None
         if valid.any():
             results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
-            shape = (math.ceil(tile.height / output.scale), math.ceil(tile.width / output.scale))
+            shape = (math.ceil(chunk.height / output.scale), math.ceil(chunk.width / output.scale))
             values = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
             if results is not None:
-                estimate = self._core(results[output.name][0], tile, output.scale)
+                estimate = self._core(results[output.name][0], chunk, output.scale)
                 if estimate.shape[:2] != shape:
                     raise InvalidArgumentError(
                         f"output {output.name} is {results[output.name].shape[1:3]} for an input of "
-                        f"{self.tile_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
+                        f"{self.chunk_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
                     )
                 output_valid = _resample_mask(valid, output.scale, shape)
                 values[output_valid] = np.clip(np.rint(estimate), *OUTPUT_RANGE)[output_valid]
             if output.keep_input:
-                kept = self._core(inputs[output.keep_input][0], tile, output.scale)
+                kept = self._core(inputs[output.keep_input][0], chunk, output.scale)
                 padded_clear = inputs[output.clear_key][0, ..., 0] > 0.5  # weights see the clouds in the margins
-                weights = at_scale(self._core(estimate_weights(~padded_clear), tile, 1), output.scale, shape)
-                clear = _resample_mask(self._core(padded_clear, tile, 1), output.scale, shape)
+                weights = at_scale(self._core(estimate_weights(~padded_clear), chunk, 1), output.scale, shape)
+                clear = _resample_mask(self._core(padded_clear, chunk, 1), output.scale, shape)
                 values = blend_kept(values, kept, key_valid[output.keep_input], clear, weights)
             arrays[self.destinations[output.name].path] = values
             self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
         for key in self.intermediate:
             destination = self.destinations[key]
-            values = self._core(inputs[key][0], tile, destination.scale)
+            values = self._core(inputs[key][0], chunk, destination.scale)
             fill = np.where(key_valid[key][..., np.newaxis], values, destination.nodata)
             arrays[destination.path] = fill.astype(destination.dtype)
-        return _TileResult(tile, arrays)
+        return _ChunkResult(chunk, arrays)
 
-    def _prepared_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple]:
-        """Tiles with their inputs, read ahead of the computation, in order, by one thread (the sources'
+    def _prepared_chunks(self, chunks: Sequence[Chunk]) -> Iterator[tuple]:
+        """Chunks with their inputs, read ahead of the computation, in order, by one thread (the sources'
         datasets are not thread-safe)."""
         with ThreadPoolExecutor(max_workers=1, initializer=_yield_to_the_model) as pool:
             pending = deque()
             try:
-                for tile in tiles:
-                    pending.append((tile, pool.submit(self.prepare, tile)))
-                    if len(pending) > TILES_IN_FLIGHT:
+                for chunk in chunks:
+                    pending.append((chunk, pool.submit(self.prepare, chunk)))
+                    if len(pending) > CHUNKS_IN_FLIGHT:
                         ready, future = pending.popleft()
                         yield ready, *future.result()
                 while pending:
@@ -324,7 +329,7 @@ class StreamingEngine:
 
     def run(self, *, cog: bool = False) -> list[Path]:
         """Compute and write every destination; return the outputs' paths."""
-        tiles = tiles_of(self.reference, self.tile_size)
+        chunks = chunks_of(self.reference, self.chunk_size)
         self.valid_pixels = dict.fromkeys((output.name for output in self.outputs), 0)
         with gdal_environment(), ExitStack() as stack:
             datasets, conversions = {}, []
@@ -349,7 +354,7 @@ class StreamingEngine:
                 dataset = create_geotiff(written, profile, destination.descriptions)
                 stack.callback(dataset.close)
                 datasets[destination.path] = (dataset, destination.scale)
-            self._stream(tiles, datasets)
+            self._stream(chunks, datasets)
             self._check_valid_pixels()
             for dataset, _ in datasets.values():
                 close_and_verify(dataset)
@@ -384,11 +389,11 @@ class StreamingEngine:
             else:
                 log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
-    def _stream(self, tiles: Sequence[Tile], datasets: dict) -> None:
-        """Read ahead, compute and write every tile. Whatever happens (a model or writer error, Ctrl-C),
+    def _stream(self, chunks: Sequence[Chunk], datasets: dict) -> None:
+        """Read ahead, compute and write every chunk. Whatever happens (a model or writer error, Ctrl-C),
         both I/O threads have stopped when this returns or raises: the caller then closes the sources'
         and the outputs' datasets, which a thread still reading or writing them would crash on."""
-        results: queue.Queue[_TileResult | None] = queue.Queue(maxsize=TILES_IN_FLIGHT)
+        results: queue.Queue[_ChunkResult | None] = queue.Queue(maxsize=CHUNKS_IN_FLIGHT)
         failure: list[BaseException] = []
         stopping = threading.Event()
 
@@ -404,18 +409,20 @@ class StreamingEngine:
                     pass
 
         writer = threading.Thread(target=write_results, name="decloud-writer")
-        read_ahead = self._prepared_tiles(tiles)
+        read_ahead = self._prepared_chunks(chunks)
         try:
             writer.start()  # inside the try: an interrupt right after it must still stop the writer
-            for tile, inputs, key_valid, valid in progress(read_ahead, desc="inference", total=len(tiles), unit="tile"):
+            for chunk, inputs, key_valid, valid in progress(
+                read_ahead, desc="inference", total=len(chunks), unit="chunk"
+            ):
                 if failure:
                     break
-                results.put(self.compute(tile, inputs, key_valid, valid))
+                results.put(self.compute(chunk, inputs, key_valid, valid))
         except BaseException:
             stopping.set()  # the outputs will not be published: the writer drops what is left
             raise
         finally:
-            read_ahead.close()  # cancels the tiles not started, waits for the read in progress
+            read_ahead.close()  # cancels the chunks not started, waits for the read in progress
             if writer.ident is not None:  # started
                 results.put(None)
                 writer.join()
@@ -431,11 +438,11 @@ def _yield_to_the_model() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IO_THREAD_NICENESS)
 
 
-def _write(result: _TileResult, datasets: dict) -> None:
-    """Write a tile's arrays, each clipped to its GeoTIFF."""
-    tile = result.tile
+def _write(result: _ChunkResult, datasets: dict) -> None:
+    """Write a chunk's arrays, each clipped to its GeoTIFF."""
+    chunk = result.chunk
     for path, array in result.arrays.items():
         dataset, scale = datasets[path]
-        row, col = int(tile.row / scale), int(tile.col / scale)
+        row, col = int(chunk.row / scale), int(chunk.col / scale)
         rows, cols = min(array.shape[0], dataset.height - row), min(array.shape[1], dataset.width - col)
         write_window(dataset, np.moveaxis(array[:rows, :cols], -1, 0), window=Window(col, row, cols, rows))

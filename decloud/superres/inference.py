@@ -28,7 +28,7 @@ from decloud.core.errors import InputNotFoundError, InvalidArgumentError, Produc
 from decloud.core.naming import parse_s2_product_name, superres_output_name
 from decloud.core.raster import Grid, gdal_environment, open_raster
 from decloud.production.sources import RasterSource
-from decloud.production.streaming import OutputSpec, StreamingEngine, tiling_step
+from decloud.production.streaming import OutputSpec, StreamingEngine, chunk_step
 from decloud.superres.backends import BICUBIC, SISR, SuperresBackend, load_superres_backend
 from decloud.superres.bands import check_factor
 from decloud.superres.models import S2_20M_KEY, S2_KEY
@@ -156,11 +156,11 @@ def run_superres(request: SuperresRequest) -> list[Path]:
         scale = 1.0 / backend.factor
         outputs_at = output_paths(request, product_dir.name, 10 * scale)
         outputs = [OutputSpec(kind, path, backend.bands, scale=scale) for kind, path in outputs_at.items()]
-        step = tiling_step(sources, outputs, 1)
+        step = chunk_step(sources, outputs, 1)
         pad = backend.margin if request.pad is None else request.pad
         pad = -(-pad // step) * step if request.pad is None else pad
         engine = StreamingEngine(
-            backend, sources, reference, outputs, tile_size=request.tile_size, pad=pad, model_name=str(request.model)
+            backend, sources, reference, outputs, chunk_size=request.tile_size, pad=pad, model_name=str(request.model)
         )
         log.info("x%d over %s with a margin of %d pixels", backend.factor, reference.describe(), pad)
         return engine.run(cog=request.cog)
