@@ -112,7 +112,9 @@ def main() -> None:
         root = Path(workdir)
         network = create_model("crga_os2_unet", filters=args.filters)
         model_path = export_savedmodel(network.model(), network, root / "savedmodel")
-        print(f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, chunks {args.ts} + 2 x {args.pad}")
+        print(
+            f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, chunks {args.ts} + 2 x {args.pad}"
+        )
         print(f"{'size':>6} {'streamed px/s':>14} {'pure px/s':>10} {'ratio':>6} {'peak RSS MiB':>13}")
         peaks = []
         for size in args.sizes:
