@@ -252,3 +252,24 @@ def _identifiers(tree: ast.Module) -> set[str]:
 def test_the_engine_says_chunk_and_keeps_tile_for_the_sentinel2_tile(module):
     """The engine runs a model chunk by chunk (``--ts`` is the chunk side); it knows nothing of MGRS tiles."""
     assert sorted(name for name in _identifiers(MODULES[module]) if "tile" in name.lower()) == []
+
+
+#: The JSON keys of an acquisition layout (the Decloud user guide's names).
+LAYOUT_JSON_KEYS = (
+    "acquisition", "timeframe_start_hours", "timeframe_end_hours", "max_s1s2_gap_hours", "timeframe_origin",
+    "clouds_from", "type", "min_cloud_percent", "max_cloud_percent", "random", "siblings",
+)  # fmt: skip
+
+
+def test_the_layout_json_keys_are_spelled_in_one_module():
+    """The layouts' JSON form is written and read with the same names: one module spells them."""
+    spellers = {
+        key: sorted(
+            module
+            for module, tree in MODULES.items()
+            if module.startswith("decloud.acquisitions")
+            and any(isinstance(node, ast.Constant) and node.value == key for node in ast.walk(tree))
+        )
+        for key in LAYOUT_JSON_KEYS
+    }
+    assert spellers == {key: ["decloud.acquisitions.sensing_layout"] for key in LAYOUT_JSON_KEYS}

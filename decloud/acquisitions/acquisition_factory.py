@@ -28,10 +28,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from decloud.acquisitions.sensing_layout import (
+    CLOUDS_FROM_KEY,
+    END_HOURS_KEY,
+    GAP_HOURS_KEY,
+    MAX_CLOUD_KEY,
+    MIN_CLOUD_KEY,
+    ORIGIN_KEY,
     RANDOM_KEY,
     S1_TYPE,
     S2_TYPE,
+    SENSORS_KEY,
     SIBLINGS_KEY,
+    START_HOURS_KEY,
+    TYPE_KEY,
     AcquisitionsLayout,
     CloudBound,
     LayoutError,
@@ -42,15 +51,8 @@ from decloud.acquisitions.sensing_layout import (
 )
 from decloud.core.paths import require_input_file
 
-ACQUISITION_FIELDS = (
-    "acquisition",
-    "timeframe_start_hours",
-    "timeframe_end_hours",
-    "max_s1s2_gap_hours",
-    "timeframe_origin",
-    "clouds_from",
-)
-SENSOR_FIELDS = {S1_TYPE: ("type",), S2_TYPE: ("type", "min_cloud_percent", "max_cloud_percent")}
+ACQUISITION_FIELDS = (SENSORS_KEY, START_HOURS_KEY, END_HOURS_KEY, GAP_HOURS_KEY, ORIGIN_KEY, CLOUDS_FROM_KEY)
+SENSOR_FIELDS = {S1_TYPE: (TYPE_KEY,), S2_TYPE: (TYPE_KEY, MIN_CLOUD_KEY, MAX_CLOUD_KEY)}
 #: The random cloud bound as the original Decloud's layouts write it, "random.randint(0, 20)": two integers.
 DECLOUD_RANDINT = re.compile(r"random\.randint\( *(?P<low>-?\d{1,15}) *, *(?P<high>-?\d{1,15}) *\)")
 
@@ -119,14 +121,16 @@ def _sensor(sensor: str, content: Any, acquisition: str) -> S1Acquisition | S2Ac
     where = f"{acquisition}: {sensor}"
     _require_object(content, where)
     _reject_unknown(content, SENSOR_FIELDS[sensor], where)
-    if content.get("type") != sensor:
-        raise LayoutError(f"{where}: 'type' must be {sensor!r} like its key, not {short_repr(content.get('type'))}")
+    if content.get(TYPE_KEY) != sensor:
+        raise LayoutError(
+            f"{where}: {TYPE_KEY!r} must be {sensor!r} like its key, not {short_repr(content.get(TYPE_KEY))}"
+        )
     if sensor == S1_TYPE:
         return S1Acquisition()
     with _context(acquisition):
         return S2Acquisition(
-            _cloud_bound(content.get("min_cloud_percent", 0), f"{S2_TYPE} min_cloud_percent"),
-            _cloud_bound(content.get("max_cloud_percent", 100), f"{S2_TYPE} max_cloud_percent"),
+            _cloud_bound(content.get(MIN_CLOUD_KEY, 0), f"{S2_TYPE} {MIN_CLOUD_KEY}"),
+            _cloud_bound(content.get(MAX_CLOUD_KEY, 100), f"{S2_TYPE} {MAX_CLOUD_KEY}"),
         )
 
 
@@ -136,25 +140,25 @@ def _origin_flag(value: Any, where: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise LayoutError(f'{where}: timeframe_origin must be true, false, "True" or "False", not {short_repr(value)}')
+    raise LayoutError(f'{where}: {ORIGIN_KEY} must be true, false, "True" or "False", not {short_repr(value)}')
 
 
 def _add_acquisition(layout: AcquisitionsLayout, name: Any, content: Any) -> None:
     where = f"acquisition {short_repr(name)}"
     _require_object(content, where)
     _reject_unknown(content, ACQUISITION_FIELDS, where)
-    sensors = _require_object(content.get("acquisition", {}), f"{where}: 'acquisition'")
-    _reject_unknown(sensors, tuple(SENSOR_FIELDS), f"{where}: 'acquisition' (sensor)")
+    sensors = _require_object(content.get(SENSORS_KEY, {}), f"{where}: {SENSORS_KEY!r}")
+    _reject_unknown(sensors, tuple(SENSOR_FIELDS), f"{where}: {SENSORS_KEY!r} (sensor)")
     parsed = {sensor: _sensor(sensor, value, where) for sensor, value in sensors.items()}
     layout.new_acquisition(
         name,
         s1_acquisition=parsed.get(S1_TYPE),
         s2_acquisition=parsed.get(S2_TYPE),
-        timeframe_start_hours=content.get("timeframe_start_hours", 0),
-        timeframe_end_hours=content.get("timeframe_end_hours", 0),
-        max_s1s2_gap_hours=content.get("max_s1s2_gap_hours"),
-        timeframe_origin=_origin_flag(content.get("timeframe_origin", False), where),
-        clouds_from=content.get("clouds_from"),
+        timeframe_start_hours=content.get(START_HOURS_KEY, 0),
+        timeframe_end_hours=content.get(END_HOURS_KEY, 0),
+        max_s1s2_gap_hours=content.get(GAP_HOURS_KEY),
+        timeframe_origin=_origin_flag(content.get(ORIGIN_KEY, False), where),
+        clouds_from=content.get(CLOUDS_FROM_KEY),
     )
 
 

@@ -36,6 +36,18 @@ RANDOM_KEY = "random"
 SIBLINGS_KEY = "siblings"
 S1_TYPE = "S1"
 S2_TYPE = "S2"
+#: The JSON keys of an acquisition (the Decloud user guide's names), written by :meth:`AcquisitionsLayout.to_dict`
+#: and read by :mod:`decloud.acquisitions.acquisition_factory`.
+SENSORS_KEY = "acquisition"
+START_HOURS_KEY = "timeframe_start_hours"
+END_HOURS_KEY = "timeframe_end_hours"
+GAP_HOURS_KEY = "max_s1s2_gap_hours"
+ORIGIN_KEY = "timeframe_origin"
+CLOUDS_FROM_KEY = "clouds_from"
+#: The JSON keys of a sensor: its type (``S1`` or ``S2``, as its key) and, for S2, the cloud bounds.
+TYPE_KEY = "type"
+MIN_CLOUD_KEY = "min_cloud_percent"
+MAX_CLOUD_KEY = "max_cloud_percent"
 
 
 class LayoutError(DecloudError):
@@ -387,19 +399,19 @@ def _acquisition_dict(acquisition: Acquisition) -> dict[str, Any]:
     sensors: dict[str, Any] = {}
     if acquisition.s2 is not None:
         sensors[S2_TYPE] = {
-            "type": S2_TYPE,
-            "min_cloud_percent": _bound_json(acquisition.s2.min_cloud_percent),
-            "max_cloud_percent": _bound_json(acquisition.s2.max_cloud_percent),
+            TYPE_KEY: S2_TYPE,
+            MIN_CLOUD_KEY: _bound_json(acquisition.s2.min_cloud_percent),
+            MAX_CLOUD_KEY: _bound_json(acquisition.s2.max_cloud_percent),
         }
     if acquisition.s1 is not None:
-        sensors[S1_TYPE] = {"type": S1_TYPE}
-    result: dict[str, Any] = {"acquisition": sensors}
+        sensors[S1_TYPE] = {TYPE_KEY: S1_TYPE}
+    result: dict[str, Any] = {SENSORS_KEY: sensors}
     if acquisition.max_s1s2_gap_hours is not None:
-        result["max_s1s2_gap_hours"] = acquisition.max_s1s2_gap_hours
+        result[GAP_HOURS_KEY] = acquisition.max_s1s2_gap_hours
     if acquisition.clouds_from is not None:
-        result["clouds_from"] = acquisition.clouds_from
+        result[CLOUDS_FROM_KEY] = acquisition.clouds_from
     if acquisition.is_origin:
-        result["timeframe_origin"] = True
+        result[ORIGIN_KEY] = True
     else:
-        result["timeframe_start_hours"], result["timeframe_end_hours"] = acquisition.window_hours
+        result[START_HOURS_KEY], result[END_HOURS_KEY] = acquisition.window_hours
     return result
