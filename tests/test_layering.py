@@ -273,3 +273,29 @@ def test_the_layout_json_keys_are_spelled_in_one_module():
         for key in LAYOUT_JSON_KEYS
     }
     assert spellers == {key: ["decloud.acquisitions.sensing_layout"] for key in LAYOUT_JSON_KEYS}
+
+
+def test_the_s1_statistics_name_is_built_by_one_module():
+    """The name of a prepared S1 image's statistics raster: written by s1-prepare, read by the catalog."""
+    users = sorted(
+        module
+        for module, tree in MODULES.items()
+        if module != "decloud.core.constants"
+        and any(isinstance(node, ast.Name) and node.id == "S1_SUFFIX_NODATA_STATS" for node in ast.walk(tree))
+    )
+    assert users == ["decloud.core.products"]
+
+
+def test_complete_products_are_listed_by_one_module():
+    """Listing a folder's complete products (a folder, its completion marker, not a temporary) is one rule,
+    core.products.prepared_s2_series: the catalog, the processors and the tile grid all call it."""
+    listers = sorted(
+        module
+        for module, tree in MODULES.items()
+        if module != "decloud.core.atomic"  # publishes outputs, and cleans what killed runs left
+        and any(isinstance(node, ast.Attribute) and node.attr == "iterdir" for node in ast.walk(tree))
+        and any(
+            isinstance(node, ast.Name) and node.id in ("is_complete", "COMPLETION_MARKER") for node in ast.walk(tree)
+        )
+    )
+    assert listers == ["decloud.core.products"]
