@@ -308,7 +308,10 @@ def test_a_damaged_catalog_index_is_rebuilt(tile, tmp_path, damage, caplog):
         (["--maxgap", "1e308"], "--maxgap 1e+308: the maximum S1/S2 gap must be a number of hours between 0 and 8784"),
         (["--maxgap", "nan"], "--maxgap nan: the maximum S1/S2 gap must be a number of hours between 0 and 8784"),
         (["--maxgap", "-5"], "--maxgap -5: the maximum S1/S2 gap must be a number of hours between 0 and 8784"),
-        (["--pad", "100000"], "--ts 512 with --pad 100000: a chunk and its margins (ts + 2 x pad) must be at most 8192"),
+        (
+            ["--pad", "100000"],
+            "--ts 512 with --pad 100000: a chunk and its margins (ts + 2 x pad) must be at most 8192",
+        ),
         (["--pad", "-1"], "--pad -1: the margin cannot be negative"),
         (["--ts", "0"], "--ts 0: the chunk size must be at least 1 pixel"),
     ],
