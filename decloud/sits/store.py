@@ -129,6 +129,14 @@ class SeriesStore:
         rows, cols = _slices(window, self.grid)
         return self.group[f"{source}/values"][:, rows, cols], self.group[f"{source}/valid"][:, rows, cols]
 
+    def read_pixels(self, source: str, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values (T, len(rows), len(cols), C) and validity (T, len(rows), len(cols)) of the pixels at every
+        (row, col) of the given rows and columns (a lattice), reading one chunk at a time."""
+        if source not in self.sources:
+            raise InvalidArgumentError(f"{self.path} has no source {source!r} (it has {sorted(self.sources)})")
+        selection = (slice(None), np.asarray(rows), np.asarray(cols))
+        return self.group[f"{source}/values"].oindex[selection], self.group[f"{source}/valid"].oindex[selection]
+
 
 def _slices(window: Window | None, grid: Grid) -> tuple[slice, slice]:
     if window is None:
