@@ -81,6 +81,37 @@ def test_store_values_equal_the_prepared_rasters(prepared, store):
             np.testing.assert_array_equal(values[t, row, col, 4:], coarse[:, row // 2, col // 2])
 
 
+def test_every_20m_value_is_its_prepared_pixel_on_its_2x2_10m_pixels(prepared, store):
+    values, _ = store.read("s2")
+    for t, product in enumerate(sorted(prepared.iterdir())):
+        _, coarse = _prepared_rasters(product)
+        expected = coarse.repeat(2, axis=1).repeat(2, axis=2)[:, :150, :140]
+        np.testing.assert_array_equal(np.moveaxis(values[t, ..., 4:], -1, 0), expected)
+
+
+def test_the_engine_is_fed_the_same_series_from_the_products_and_from_the_store(prepared, store):
+    """SeriesSource keys: values (rows, cols, dates x bands, date-major), per-date mask, valid where any date is."""
+    from affine import Affine
+    from rasterio.windows import Window
+
+    from decloud.core.raster import Grid
+    from decloud.production.sources import SeriesSource
+
+    window = Window(30, 17, 50, 40)
+    reference = Grid(store.grid.crs, store.grid.transform @ Affine.translation(30, 17), 50, 40)
+    options = {"dates": 3, "bands": 10, "origin": (17, 30), "shape": (150, 140)}
+    with PreparedS2Series(prepared_s2_series(prepared)) as products:
+        fed = SeriesSource("s2", products.read, reference, **options).read({1: window})
+    stored = SeriesSource("s2", lambda part: store.read("s2", part), reference, **options).read({1: window})
+    values, valid = store.read("s2", window)
+    for data in (fed, stored):
+        assert set(data) == {"s2_values", "s2_mask"}
+        np.testing.assert_array_equal(data["s2_values"].values[5, 7].reshape(3, 10), values[:, 5, 7])
+        np.testing.assert_array_equal(data["s2_values"].values.reshape(40, 50, 3, 10), np.moveaxis(values, 0, 2))
+        np.testing.assert_array_equal(data["s2_mask"].values, np.moveaxis(valid, 0, 2))
+        np.testing.assert_array_equal(data["s2_values"].valid, valid.any(axis=0))
+
+
 def test_validity_is_clear_and_not_nodata(store):
     _, valid = store.read("s2")
     expected = np.ones((3, 150, 140), bool)
