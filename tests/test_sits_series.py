@@ -238,6 +238,10 @@ def test_real_eolearn_series_embedding_and_pca_quicklook(eolearn_store, tmp_path
             rasterio.Affine(9.99479222, 0, 465181.0522, 0, -9.99744847, 5080254.6335), precision=1e-3
         )
         assert (embedding.read() != -128).all()
-        assert (colour.read() > 0).all()
+        assert colour.transform == embedding.transform and colour.crs == embedding.crs
+        false_colour = colour.read()
+        assert (false_colour > 0).all()
     with rasterio.open(tmp_path / "eo_pca.png") as png:
         assert (png.count, png.height, png.width) == (3, 101, 100)
+        np.testing.assert_array_equal(png.read(), false_colour)  # under 1024 pixels a side: not decimated
+    assert len({tuple(pixel) for pixel in false_colour.reshape(3, -1).T}) > 100  # real pixels, many colours
