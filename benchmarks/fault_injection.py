@@ -37,6 +37,10 @@ from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.production.timeseries import OUTPUT_SUFFIX_10M
+from decloud.sits.encoder import build_encoder
+from decloud.sits.observations import PreparedS2Series
+from decloud.sits.pretrain import save_encoder
+from decloud.sits.store import SeriesStore, extract_series
 from decloud.testing.dem import make_dem
 from decloud.testing.s1tiling import make_s1tiling_pair
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, make_theia_product
@@ -107,10 +111,15 @@ def build_inputs(root: Path) -> dict[str, Path]:
     layout.validate().to_json(root / "layout.json")
     model = create_model("crga_os2_unet", with_s1=False, depth=2, filters=8)  # S2-only, small, untrained
     savedmodel = export_savedmodel(model.model(), model, root / "savedmodel")
+    with PreparedS2Series(prepared_s2_series(products[0].parent)) as series:
+        store = extract_series([series], root / "series.zarr")
+    info = SeriesStore(store).sources["s2"]
+    encoder = build_encoder("mlp", bands=10, band_mean=info.band_mean, band_std=info.band_std, dim=8, depth=1)
+    save_encoder(encoder, {"source": "s2", "bands": list(info.bands), "max_length": 3}, root / "encoder")
     return {
         "raw": raws[0], "vh": vh, "products": products[0].parent, "p0": products[0], "p1": products[1],
         "p2": products[2], "tiles": root / "tiles.json", "rois": rois, "dem": dem, "layout": root / "layout.json",
-        "savedmodel": savedmodel,
+        "savedmodel": savedmodel, "store": store, "encoder": root / "encoder",
     }  # fmt: skip
 
 
@@ -233,6 +242,19 @@ def commands(inputs: dict[str, Path]) -> list[Command]:
             ],
             lambda c: [c / "ts" / f"{middle}{OUTPUT_SUFFIX_10M}"],
             1,
+        ),
+        Command(
+            "sits-extract",
+            lambda c: ["--s2_dir", str(i["products"]), "--out", str(c / "series.zarr")],
+            lambda c: [c / "series.zarr"],
+            1,
+            lambda c: SeriesStore(c / "series.zarr") if (c / "series.zarr").exists() else None,
+        ),
+        Command(
+            "sits-embed",
+            lambda c: ["--encoder", str(i["encoder"]), "--store", str(i["store"]), "--out", str(c / "map" / "e.tif")],
+            lambda c: [c / "map" / "e.tif", c / "map" / "e_pca.tif", c / "map" / "e_pca.png"],
+            3,
         ),
     ]
 

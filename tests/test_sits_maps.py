@@ -3,6 +3,9 @@ quantisation step of float32, independent of the window size, no-data where a pi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import rasterio
 from decloud.cli import main as decloud_main
 from decloud.sits import maps
 from decloud.sits.encoder import build_encoder
+from decloud.sits.finetune import CLASSIFIER_FILE, CLASSIFIER_METADATA
 from decloud.sits.pretrain import load_encoder, save_encoder
 from decloud.sits.store import SeriesStore, import_npy
 from decloud.testing.series import write_series_npy
@@ -81,7 +85,7 @@ def test_float32_map_holds_the_encoder_output_of_each_pixel_series(setup):
         assert (png.count, png.height, png.width) == (3, 150, 140)
 
 
-def test_int8_map_is_within_half_a_step_and_independent_of_the_window_size(setup, monkeypatch):
+def test_int8_map_is_within_half_a_step_and_independent_of_the_window_size(setup):
     root, store, encoder_dir = setup
     maps.embed(encoder_dir, store, root / "q.tif", dtype="int8", pca=False)
     if not (root / "f.tif").exists():
@@ -96,10 +100,12 @@ def test_int8_map_is_within_half_a_step_and_independent_of_the_window_size(setup
     assert inside.mean() > 0.99
     error = np.abs(stored * scales + offsets - truth)
     assert (error[inside] <= (np.broadcast_to(scales, error.shape)[inside] / 2) * 1.001).all()
-    monkeypatch.setattr(maps, "MAP_WINDOW", 64)
-    maps.embed(encoder_dir, store, root / "q64.tif", dtype="int8", pca=False)
-    with rasterio.open(root / "q64.tif") as other:
-        np.testing.assert_array_equal(other.read(), stored)
+    maps.embed(encoder_dir, store, root / "q64.tif", dtype="int8", pca=False, tile_size=64)
+    maps.embed(encoder_dir, store, root / "q96.tif", dtype="int8", pca=False, tile_size=96)
+    for other in ("q64.tif", "q96.tif"):
+        with rasterio.open(root / other) as dataset:
+            assert dataset.scales == tuple(scales.ravel()) and dataset.offsets == tuple(offsets.ravel())
+            np.testing.assert_array_equal(dataset.read(), stored)
 
 
 def test_a_window_map_lies_on_the_store_grid(setup):
@@ -141,3 +147,71 @@ def test_onnx_export_of_the_encoder_agrees_with_keras_and_says_how_to_feed_it(se
     }
     (onnx_output,) = run_onnx(root / "e.onnx", feed).values()
     np.testing.assert_allclose(onnx_output, encoder.predict(feed, verbose=0), atol=1e-4)
+
+
+def test_a_rerun_skips_our_outputs_and_overwrite_replaces_them(setup):
+    root, store, encoder_dir = setup
+    args = ["sits-embed", "--encoder", str(encoder_dir), "--store", str(store), "--out", str(root / "r.tif")]
+    assert decloud_main([*args, "--ts", "64"]) == 0
+    outputs = [root / "r.tif", root / "r_pca.tif", root / "r_pca.png"]
+    first = [path.stat().st_mtime_ns for path in outputs]
+    assert decloud_main(args) == 0  # all three are ours (the PNG is signed too): skipped
+    assert [path.stat().st_mtime_ns for path in outputs] == first
+    assert decloud_main([*args, "--overwrite"]) == 0
+    assert all(path.stat().st_mtime_ns > before for path, before in zip(outputs, first, strict=True))
+    with rasterio.open(root / "r.tif") as dataset:
+        assert dataset.dtypes[0] == "int8" and (dataset.read()[:, :-3] != -128).all()
+    assert not [path.name for path in root.iterdir() if path.name.startswith(".decloud-tmp")]
+
+
+def test_a_foreign_quicklook_is_never_replaced(setup, capsys):
+    root, store, encoder_dir = setup
+    (root / "u_pca.png").write_bytes(b"a user's picture")
+    args = ["sits-embed", "--encoder", str(encoder_dir), "--store", str(store), "--out", str(root / "u.tif")]
+    assert decloud_main([*args, "--overwrite"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "u_pca.png" in error[0]
+    assert (root / "u_pca.png").read_bytes() == b"a user's picture"
+    assert not (root / "u.tif").exists() and not (root / "u_pca.tif").exists()
+
+
+def test_ctrl_c_while_streaming_exits_130_and_leaves_nothing(setup, tmp_path):
+    _, store, encoder_dir = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    command = ["sits-embed", "--encoder", str(encoder_dir), "--store", str(store), "--out", str(out / "e.tif")]
+    done = subprocess.run(
+        [sys.executable, "-m", "decloud.testing.faults", "progress", "3", "INT", *command, "--ts", "32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_the_class_map_is_the_argmax_of_the_classifier_with_its_colour_table(setup, tmp_path):
+    """A "classifier" whose logits are the encoder's embedding: classes are 1 + the largest dimension."""
+    _, store, encoder_dir = setup
+    encoder, _ = load_encoder(encoder_dir)
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    encoder.save(classifier / CLASSIFIER_FILE)
+    names = [f"class {k}" for k in range(1, 7)]
+    (classifier / CLASSIFIER_METADATA).write_text(json.dumps({"source": "s2", "classes": names}))
+    for size in ("64", "128"):
+        command = ["sits-classify", "--classifier", str(classifier), "--store", str(store), "--ts", size]
+        assert decloud_main([*command, "--out", str(tmp_path / f"c{size}.tif")]) == 0
+    maps.embed(encoder_dir, store, tmp_path / "e.tif", dtype="float32", pca=False)
+    with rasterio.open(tmp_path / "c64.tif") as dataset, rasterio.open(tmp_path / "c128.tif") as other:
+        classes = dataset.read(1)
+        assert dataset.dtypes[0] == "uint8" and dataset.nodata == 0
+        assert dataset.colormap(1)[1] == (230, 25, 75, 255) and dataset.colormap(1)[0] == (0, 0, 0, 0)
+        assert dataset.tags()["CLASSES"].startswith("1=class 1, 2=class 2")
+        np.testing.assert_array_equal(other.read(1), classes)
+    with rasterio.open(tmp_path / "e.tif") as dataset:
+        embedding = dataset.read()
+    has_data = ~np.isnan(embedding).all(axis=0)
+    np.testing.assert_array_equal(classes[~has_data], 0)
+    np.testing.assert_array_equal(classes[has_data], embedding.argmax(axis=0)[has_data] + 1)

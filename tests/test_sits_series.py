@@ -81,6 +81,37 @@ def test_store_values_equal_the_prepared_rasters(prepared, store):
             np.testing.assert_array_equal(values[t, row, col, 4:], coarse[:, row // 2, col // 2])
 
 
+def test_every_20m_value_is_its_prepared_pixel_on_its_2x2_10m_pixels(prepared, store):
+    values, _ = store.read("s2")
+    for t, product in enumerate(sorted(prepared.iterdir())):
+        _, coarse = _prepared_rasters(product)
+        expected = coarse.repeat(2, axis=1).repeat(2, axis=2)[:, :150, :140]
+        np.testing.assert_array_equal(np.moveaxis(values[t, ..., 4:], -1, 0), expected)
+
+
+def test_the_engine_is_fed_the_same_series_from_the_products_and_from_the_store(prepared, store):
+    """SeriesSource keys: values (rows, cols, dates x bands, date-major), per-date mask, valid where any date is."""
+    from affine import Affine
+    from rasterio.windows import Window
+
+    from decloud.core.raster import Grid
+    from decloud.production.sources import SeriesSource
+
+    window = Window(30, 17, 50, 40)
+    reference = Grid(store.grid.crs, store.grid.transform @ Affine.translation(30, 17), 50, 40)
+    options = {"dates": 3, "bands": 10, "origin": (17, 30), "shape": (150, 140)}
+    with PreparedS2Series(prepared_s2_series(prepared)) as products:
+        fed = SeriesSource("s2", products.read, reference, **options).read({1: window})
+    stored = SeriesSource("s2", lambda part: store.read("s2", part), reference, **options).read({1: window})
+    values, valid = store.read("s2", window)
+    for data in (fed, stored):
+        assert set(data) == {"s2_values", "s2_mask"}
+        np.testing.assert_array_equal(data["s2_values"].values[5, 7].reshape(3, 10), values[:, 5, 7])
+        np.testing.assert_array_equal(data["s2_values"].values.reshape(40, 50, 3, 10), np.moveaxis(values, 0, 2))
+        np.testing.assert_array_equal(data["s2_mask"].values, np.moveaxis(valid, 0, 2))
+        np.testing.assert_array_equal(data["s2_values"].valid, valid.any(axis=0))
+
+
 def test_validity_is_clear_and_not_nodata(store):
     _, valid = store.read("s2")
     expected = np.ones((3, 150, 140), bool)
@@ -207,6 +238,10 @@ def test_real_eolearn_series_embedding_and_pca_quicklook(eolearn_store, tmp_path
             rasterio.Affine(9.99479222, 0, 465181.0522, 0, -9.99744847, 5080254.6335), precision=1e-3
         )
         assert (embedding.read() != -128).all()
-        assert (colour.read() > 0).all()
+        assert colour.transform == embedding.transform and colour.crs == embedding.crs
+        false_colour = colour.read()
+        assert (false_colour > 0).all()
     with rasterio.open(tmp_path / "eo_pca.png") as png:
         assert (png.count, png.height, png.width) == (3, 101, 100)
+        np.testing.assert_array_equal(png.read(), false_colour)  # under 1024 pixels a side: not decimated
+    assert len({tuple(pixel) for pixel in false_colour.reshape(3, -1).T}) > 100  # real pixels, many colours

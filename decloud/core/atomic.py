@@ -13,8 +13,9 @@
 
 "Written complete by decloud" is recognised from the output itself (:func:`written_by_decloud`): a
 folder holds :data:`COMPLETION_MARKER` (written inside it before the rename that publishes it); a
-GeoTIFF carries :data:`WRITER` as its TIFF ``Software`` tag; a JSON object or an ONNX model carries
-:data:`SIGNATURE_KEY`. A temporary under a final name never exists, so a signed output is complete.
+GeoTIFF carries :data:`WRITER` as its TIFF ``Software`` tag (a PNG, in a text chunk of that name); a JSON
+object or an ONNX model carries :data:`SIGNATURE_KEY`. A temporary under a final name never exists, so a
+signed output is complete.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def written_by_decloud(path: str | os.PathLike[str]) -> bool:
         return (path / COMPLETION_MARKER).is_file()
     suffix = path.suffix.lower()
     try:
-        if suffix in (".tif", ".tiff"):
+        if suffix in (".tif", ".tiff", ".png"):
             import rasterio
 
             with rasterio.open(path) as dataset:

@@ -344,14 +344,23 @@ def write_array(
 
 
 def write_png(canvas: np.ndarray, png: str | os.PathLike[str]) -> Path:
-    """Write a (rows, cols, 3) uint8 picture as a PNG, atomically."""
+    """Write a (rows, cols, 3) uint8 picture as a PNG, atomically, signed in a text chunk like the GeoTIFFs (so
+    a rerun recognises it as its own)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a picture, not a map
         with (
             atomic_file(png) as temporary,
             rasterio.open(
-                temporary, "w", driver="PNG", width=canvas.shape[1], height=canvas.shape[0], count=3, dtype="uint8"
+                temporary,
+                "w",
+                driver="PNG",
+                width=canvas.shape[1],
+                height=canvas.shape[0],
+                count=3,
+                dtype="uint8",
+                WRITE_METADATA_AS_TEXT="YES",
             ) as output,
         ):
             output.write(np.moveaxis(canvas, -1, 0))
+            output.update_tags(**{WRITER_TAG: WRITER})
     return Path(png)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,50 @@ class RasterSource(InputSource):
     def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
         ((key, scale),) = self.keys.items()
         return {key: read_raster(self.dataset, windows[scale], self.nodata)}
+
+
+def series_keys(name: str) -> tuple[str, str]:
+    """The keys of a per-pixel time series: its values and its per-date validity mask."""
+    return f"{name}_values", f"{name}_mask"
+
+
+class SeriesSource(TileSource):
+    """A per-pixel time series fed to a per-pixel model as two keys: ``<name>_values`` (rows, cols, dates x
+    bands, date-major) and ``<name>_mask`` (rows, cols, dates; 1 where the observation is valid). A pixel is
+    valid where any of its dates is.
+
+    ``read_series`` gives the values (dates, rows, cols, bands) and validity (dates, rows, cols) over a window
+    of the series' own grid (a series store, or the prepared products of a tile, read in place), of which the
+    reference grid is the part whose origin is (``origin_row``, ``origin_col``) and ``shape`` the size."""
+
+    def __init__(
+        self,
+        name: str,
+        read_series: Callable[[Window], tuple[np.ndarray, np.ndarray]],
+        reference: Grid,
+        *,
+        dates: int,
+        bands: int,
+        origin: tuple[int, int] = (0, 0),
+        shape: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(reference)
+        self.values_key, self.mask_key = series_keys(name)
+        self.keys = {self.values_key: 1, self.mask_key: 1}
+        self.channels = {self.values_key: dates * bands, self.mask_key: dates}
+        rows, cols = shape or (reference.height, reference.width)
+        if origin[0] < 0 or origin[1] < 0 or origin[0] + reference.height > rows or origin[1] + reference.width > cols:
+            raise GridMismatchError(
+                f"the {rows}x{cols} series does not cover the reference area ({reference.describe()})"
+            )
+        self._extents[1] = (*origin, rows, cols)
+        self._read_series = read_series
+
+    def read(self, windows: dict[int, Window]) -> dict[str, KeyData]:
+        values, valid = self._read_series(windows[1])
+        dates, rows, cols, bands = values.shape
+        pixel_valid = valid.any(axis=0)
+        return {
+            self.values_key: KeyData(np.moveaxis(values, 0, 2).reshape(rows, cols, dates * bands), pixel_valid),
+            self.mask_key: KeyData(np.moveaxis(valid, 0, 2), pixel_valid),
+        }

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ import numpy as np
 import rasterio.shutil
 from affine import Affine
 from rasterio.errors import RasterioError
+from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from decloud.core import keys
@@ -72,6 +73,16 @@ FEW_VALID_SHARE = 0.05
 INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
 
 
+def _prepared_units(values: np.ndarray) -> np.ndarray:
+    """The default conversion of model outputs: prepared units, rounded, within the int16 output range."""
+    return np.clip(np.rint(values), *OUTPUT_RANGE)
+
+
+def _has_data(values: np.ndarray, nodata: float) -> np.ndarray:
+    """Pixels (rows, cols) of a (rows, cols, bands) array where a band is not ``nodata`` (which may be NaN)."""
+    return ~np.isnan(values).all(axis=-1) if np.isnan(nodata) else (values != nodata).any(axis=-1)
+
+
 class EmptyResultError(DecloudError):
     """A run would write an output without a single valid pixel: an error, not a success."""
 
@@ -92,7 +103,13 @@ class OutputSpec:
     1 for a 10 m output, 2 for a 20 m output, 0.5 for a x2 super-resolution.
 
     With ``keep_input`` (an input key at the output's scale) and ``clear_key`` (an auxiliary key, 1 where
-    the input is clear), clear valid pixels of the input are kept and only the others are estimated."""
+    the input is clear), clear valid pixels of the input are kept and only the others are estimated.
+
+    By default the values are prepared units, rounded to int16 (no-data -10000). Other models' outputs
+    (embeddings, class maps) give their ``dtype``, ``nodata`` and ``convert``, which turns the model's values
+    (pixels, channels) of the valid pixels into the stored values (pixels, bands) (the default rounds
+    prepared units); ``band_scales`` and ``band_offsets`` (physical value = stored x scale + offset),
+    ``colormap`` (band 1) and ``tags`` are written in the GeoTIFF."""
 
     name: str
     path: Path
@@ -100,6 +117,13 @@ class OutputSpec:
     scale: float = 1
     keep_input: str | None = None
     clear_key: str | None = None
+    dtype: str = "int16"
+    nodata: float = S2_NODATA
+    convert: Callable[[np.ndarray], np.ndarray] | None = None
+    band_scales: Sequence[float] | None = None
+    band_offsets: Sequence[float] | None = None
+    colormap: Mapping[int, tuple[int, int, int, int]] | None = None
+    tags: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,7 @@ class _Destination:
     descriptions: Sequence[str]
     dtype: str
     nodata: float
+    spec: OutputSpec | None = None  #: the output's, for a model output
 
 
 @dataclass(frozen=True)
@@ -226,11 +251,13 @@ class StreamingEngine:
                 raise InvalidArgumentError(f"{what} keys {sorted(unknown)} are not fed by any source")
         for output in self.outputs:
             if output.keep_input and (
-                self.keys.get(output.keep_input) != output.scale or output.clear_key not in auxiliary
+                self.keys.get(output.keep_input) != output.scale
+                or output.clear_key not in auxiliary
+                or (output.dtype, output.nodata) != ("int16", S2_NODATA)
             ):
                 raise InvalidArgumentError(
-                    f"output {output.name} keeps {output.keep_input}: it needs that input at its scale and an "
-                    f"auxiliary clear mask ({output.clear_key})"
+                    f"output {output.name} keeps {output.keep_input}: it needs that input at its scale, an "
+                    f"auxiliary clear mask ({output.clear_key}) and prepared int16 values"
                 )
         model.check(self.model_keys, [output.name for output in self.outputs], model_name)
         step = chunk_step(self.sources, self.outputs, size_multiple)
@@ -241,7 +268,9 @@ class StreamingEngine:
         self.chunk_size = min(chunk_size, -(-max(reference.height, reference.width) // step) * step)
         self.pad = pad
         self.destinations = {
-            output.name: _Destination(output.path, output.scale, output.descriptions, "int16", S2_NODATA)
+            output.name: _Destination(
+                output.path, output.scale, output.descriptions, output.dtype, output.nodata, output
+            )
             for output in self.outputs
         }
         for key, path in self.intermediate.items():
@@ -284,7 +313,7 @@ class StreamingEngine:
             results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
             shape = (math.ceil(chunk.height / output.scale), math.ceil(chunk.width / output.scale))
-            values = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
+            values = np.full((*shape, len(output.descriptions)), output.nodata, output.dtype)
             if results is not None:
                 estimate = self._core(results[output.name][0], chunk, output.scale)
                 if estimate.shape[:2] != shape:
@@ -293,7 +322,7 @@ class StreamingEngine:
                         f"{self.chunk_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
                     )
                 output_valid = _resample_mask(valid, output.scale, shape)
-                values[output_valid] = np.clip(np.rint(estimate), *OUTPUT_RANGE)[output_valid]
+                values[output_valid] = (output.convert or _prepared_units)(estimate[output_valid])
             if output.keep_input:
                 kept = self._core(inputs[output.keep_input][0], chunk, output.scale)
                 padded_clear = inputs[output.clear_key][0, ..., 0] > 0.5  # weights see the clouds in the margins
@@ -301,7 +330,7 @@ class StreamingEngine:
                 clear = _resample_mask(self._core(padded_clear, chunk, 1), output.scale, shape)
                 values = blend_kept(values, kept, key_valid[output.keep_input], clear, weights)
             arrays[self.destinations[output.name].path] = values
-            self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
+            self.valid_pixels[output.name] += int(np.count_nonzero(_has_data(values, output.nodata)))
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], chunk, destination.scale)
@@ -327,16 +356,18 @@ class StreamingEngine:
                 for _, future in pending:
                     future.cancel()
 
-    def run(self, *, cog: bool = False) -> list[Path]:
-        """Compute and write every destination; return the outputs' paths."""
+    def run(self, *, cog: bool = False, before_publish: Callable[[dict[Path, Path]], None] | None = None) -> list[Path]:
+        """Compute and write every destination; return the outputs' paths. ``before_publish`` is given the
+        complete, verified files (final path -> temporary path) before they are published, to derive
+        another output from them (a quicklook) that is published with them."""
         chunks = chunks_of(self.reference, self.chunk_size)
         self.valid_pixels = dict.fromkeys((output.name for output in self.outputs), 0)
         with gdal_environment(), ExitStack() as stack:
-            datasets, conversions = {}, []
+            datasets, conversions, complete = {}, [], {}
             for destination in self.destinations.values():
                 grid = scaled_grid(self.reference, destination.scale)
                 target = stack.enter_context(atomic_file(destination.path))
-                written = target
+                complete[destination.path] = written = target
                 if cog:  # streamed into a plain tiled GeoTIFF, then copied as a COG with overviews
                     written = target.with_name(target.name + ".stream.tif")
                     stack.callback(written.unlink, missing_ok=True)
@@ -351,8 +382,12 @@ class StreamingEngine:
                     nodata=destination.nodata,
                     deflate_level=OUTPUT_DEFLATE_LEVEL,
                 )
-                dataset = create_geotiff(written, profile, destination.descriptions)
+                spec = destination.spec
+                tags = dict(spec.tags or {}) if spec else None
+                dataset = create_geotiff(written, profile, destination.descriptions, tags)
                 stack.callback(dataset.close)
+                if spec is not None:
+                    _describe_values(dataset, spec)
                 datasets[destination.path] = (dataset, destination.scale)
             self._stream(chunks, datasets)
             self._check_valid_pixels()
@@ -366,6 +401,8 @@ class StreamingEngine:
                 except RasterioError as error:
                     raise write_failure(target, error) from error
                 verify_geotiff(target)
+            if before_publish is not None:
+                before_publish(complete)
         log.info("wrote %s", ", ".join(str(output.path) for output in self.outputs))
         return [output.path for output in self.outputs]
 
@@ -436,6 +473,16 @@ def _yield_to_the_model() -> None:
     preempting one of its threads and making the others wait for it."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IO_THREAD_NICENESS)
+
+
+def _describe_values(dataset: DatasetWriter, spec: OutputSpec) -> None:
+    """Write an output's band scales and offsets and its colour table."""
+    if spec.band_scales is not None:
+        dataset.scales = tuple(spec.band_scales)
+    if spec.band_offsets is not None:
+        dataset.offsets = tuple(spec.band_offsets)
+    if spec.colormap is not None:
+        dataset.write_colormap(1, dict(spec.colormap))
 
 
 def _write(result: _ChunkResult, datasets: dict) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from decloud.core.cli import run_command
 from decloud.sits.extract import window_of
-from decloud.sits.maps import classify
+from decloud.sits.maps import MAP_WINDOW, classify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--window", nargs=4, type=int, metavar=("ROW", "COL", "HEIGHT", "WIDTH"), help="only this window of the store"
     )
+    parser.add_argument(
+        "--ts", type=int, default=MAP_WINDOW, help="side of the windows streamed through the network (pixels)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
-    classify(args.classifier, args.store, args.out, window=window_of(args.window), overwrite=args.overwrite)
+    window = window_of(args.window)
+    classify(args.classifier, args.store, args.out, window=window, chunk_size=args.ts, overwrite=args.overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

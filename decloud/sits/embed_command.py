@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from decloud.core.cli import run_command
 from decloud.sits.extract import window_of
-from decloud.sits.maps import EMBEDDING_TYPES, embed
+from decloud.sits.maps import EMBEDDING_TYPES, MAP_WINDOW, embed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", nargs=4, type=int, metavar=("ROW", "COL", "HEIGHT", "WIDTH"), help="only this window of the store"
     )
     parser.add_argument("--no_pca", action="store_true", help="do not write the false-colour GeoTIFF and PNG")
+    parser.add_argument(
+        "--ts", type=int, default=MAP_WINDOW, help="side of the windows streamed through the network (pixels)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> None:
         dtype=args.dtype,
         window=window_of(args.window),
         pca=not args.no_pca,
+        chunk_size=args.ts,
         overwrite=args.overwrite,
     )
 

@@ -1,12 +1,15 @@
-"""Running an encoder (or a classifier built on one) over the pixels of a series store."""
+"""Running an encoder (or a classifier built on one) over the pixels of a time series: a batch of pixels, or
+windows streamed by the production engine (:class:`SeriesModelBackend`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import keras
 import numpy as np
-from rasterio.windows import Window
 
-from decloud.sits.store import SeriesStore
+from decloud.production.backends import ModelBackend
+from decloud.production.sources import series_keys
 
 #: Pixels encoded at once.
 ENCODE_BATCH = 4096
@@ -28,16 +31,26 @@ def encode_pixels(encoder: keras.Model, values: np.ndarray, valid: np.ndarray, d
     return out
 
 
-def encode_window(
-    encoder: keras.Model, store: SeriesStore, source: str, window: Window
-) -> tuple[np.ndarray, np.ndarray]:
-    """Representations (rows, cols, D) over a window of the store, and where a pixel has data (rows, cols)."""
-    values, valid = store.read(source, window)
-    dates, rows, cols, bands = values.shape
-    pixels = np.moveaxis(values, 0, 2).reshape(rows * cols, dates, bands)
-    masks = np.moveaxis(valid, 0, 2).reshape(rows * cols, dates)
-    has_data = masks.any(axis=1)
-    out = np.full((rows * cols, encoder.output.shape[-1]), np.nan, np.float32)
-    if has_data.any():
-        out[has_data] = encode_pixels(encoder, pixels[has_data], masks[has_data], store.sources[source].doys)
-    return out.reshape(rows, cols, -1), has_data.reshape(rows, cols)
+class SeriesModelBackend(ModelBackend):
+    """A per-pixel series network served to the streaming engine, which feeds it the two keys of a
+    :class:`~decloud.production.sources.SeriesSource` as images; every output named in ``outputs`` is the
+    network's output (the engine's output specifications turn it into embeddings, colours or classes).
+    Pixels without a valid date are not encoded (zeros: the engine writes them as no-data)."""
+
+    def __init__(self, network: keras.Model, source: str, doys: np.ndarray, bands: int, outputs: Sequence[str]) -> None:
+        self.network, self.doys, self.bands = network, np.asarray(doys), bands
+        self.values_key, self.mask_key = series_keys(source)
+        self.inputs = {self.values_key: len(self.doys) * bands, self.mask_key: len(self.doys)}
+        self.outputs = list(outputs)
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        _, rows, cols, _ = inputs[self.mask_key].shape
+        dates = len(self.doys)
+        masks = inputs[self.mask_key].reshape(rows * cols, dates) > 0.5
+        pixels = inputs[self.values_key].reshape(rows * cols, dates, self.bands)
+        has_data = masks.any(axis=1)
+        out = np.zeros((rows * cols, int(self.network.output.shape[-1])), np.float32)
+        if has_data.any():
+            out[has_data] = encode_pixels(self.network, pixels[has_data], masks[has_data], self.doys)
+        result = out.reshape(1, rows, cols, -1)
+        return dict.fromkeys(outputs, result)

@@ -1,9 +1,11 @@
 """Maps of a series store through a trained encoder: the embedding GeoTIFF (one band per dimension), and its
-principal-component false colour (GeoTIFF + PNG quicklook), streamed window by window so memory does not
-depend on the area.
+principal-component false colour (GeoTIFF + PNG quicklook); and class maps through a classifier. Both are
+streamed by the production engine (:class:`~decloud.production.streaming.StreamingEngine`) window by window,
+from a :class:`~decloud.production.sources.SeriesSource` over the store, so memory does not depend on the
+area, outputs are published atomically, and an interrupted run leaves nothing behind.
 
 Every pixel is encoded from *all* its valid observations (the mask hides the others); a pixel with no valid
-observation is no-data. The encoder is per pixel, so the maps do not depend on the window size.
+observation is no-data. The encoder is per pixel (no margin), so the maps do not depend on the window size.
 
 Embedding types (``dtype``):
 - ``int8`` (default, as the TESSERA embeddings are distributed: 1 byte per dimension): per band
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,19 +28,12 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from decloud.core.atomic import atomic_file
+from decloud.core.atomic import atomic_file, outputs_to_write, skip_message
 from decloud.core.errors import InvalidArgumentError
-from decloud.core.progress import progress
-from decloud.core.raster import (
-    Grid,
-    create_geotiff,
-    gdal_environment,
-    geotiff_profile,
-    open_raster,
-    read_window,
-    write_png,
-)
-from decloud.sits.encoding import encode_pixels, encode_window
+from decloud.core.raster import Grid, open_raster, read_window, write_png
+from decloud.production.sources import SeriesSource
+from decloud.production.streaming import OutputSpec, StreamingEngine
+from decloud.sits.encoding import SeriesModelBackend, encode_pixels
 from decloud.sits.finetune import load_classifier
 from decloud.sits.pretrain import load_encoder
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
@@ -49,7 +43,7 @@ log = logging.getLogger(__name__)
 EMBEDDING_TYPES = ("int8", "float32")
 INT8_NODATA = -128
 INT8_LIMIT = 127
-#: Side of the windows read from the store and written at once (one chunk).
+#: Default side of the windows streamed through the network (one chunk of the store).
 MAP_WINDOW = CHUNK_SIDE
 #: Pixels of the calibration sample (int8 scales, principal components, colour stretch).
 CALIBRATION_PIXELS = 16384
@@ -60,39 +54,18 @@ STRETCH_PERCENTILES = (2.0, 98.0)
 QUICKLOOK_SIDE = 1024
 
 
-def _windows(area: Window) -> list[Window]:
-    return [
-        Window(
-            col,
-            row,
-            min(MAP_WINDOW, area.col_off + area.width - col),
-            min(MAP_WINDOW, area.row_off + area.height - row),
-        )
-        for row in range(int(area.row_off), int(area.row_off + area.height), MAP_WINDOW)
-        for col in range(int(area.col_off), int(area.col_off + area.width), MAP_WINDOW)
-    ]
-
-
 def calibration_sample(encoder: keras.Model, store: SeriesStore, source: str, area: Window) -> np.ndarray:
     """Representations of at most CALIBRATION_PIXELS pixels on a regular lattice over ``area`` (with data)."""
     step = max(1, int(np.ceil(np.sqrt(area.width * area.height / CALIBRATION_PIXELS))))
     rows = np.arange(int(area.row_off), int(area.row_off + area.height), step)
     cols = np.arange(int(area.col_off), int(area.col_off + area.width), step)
-    samples = []
-    for window in _windows(area):
-        r = rows[(rows >= window.row_off) & (rows < window.row_off + window.height)] - int(window.row_off)
-        c = cols[(cols >= window.col_off) & (cols < window.col_off + window.width)] - int(window.col_off)
-        if len(r) == 0 or len(c) == 0:
-            continue
-        values, valid = store.read(source, window)
-        pixel_values = values[:, r][:, :, c].reshape(values.shape[0], -1, values.shape[-1]).swapaxes(0, 1)
-        pixel_valid = valid[:, r][:, :, c].reshape(valid.shape[0], -1).T
-        keep = pixel_valid.any(axis=1)
-        if keep.any():
-            samples.append(encode_pixels(encoder, pixel_values[keep], pixel_valid[keep], store.sources[source].doys))
-    if not samples:
+    values, valid = store.read_pixels(source, rows, cols)
+    pixel_values = values.reshape(values.shape[0], -1, values.shape[-1]).swapaxes(0, 1)
+    pixel_valid = valid.reshape(valid.shape[0], -1).T
+    keep = pixel_valid.any(axis=1)
+    if not keep.any():
         raise InvalidArgumentError(f"{store.path}: no pixel of the area has a valid observation")
-    return np.concatenate(samples)
+    return encode_pixels(encoder, pixel_values[keep], pixel_valid[keep], store.sources[source].doys)
 
 
 @dataclass(frozen=True)
@@ -108,9 +81,9 @@ class Quantisation:
         scale = np.maximum((high - low) / (2 * INT8_LIMIT), 1e-12)
         return cls(scale.astype(np.float64), ((high + low) / 2).astype(np.float64))
 
-    def apply(self, values: np.ndarray, has_data: np.ndarray) -> np.ndarray:
-        quantised = np.clip(np.rint((values - self.offset) / self.scale), -INT8_LIMIT, INT8_LIMIT)
-        return np.where(has_data[..., np.newaxis], np.nan_to_num(quantised), INT8_NODATA).astype(np.int8)
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Stored values (N, D) int8 of embeddings (N, D)."""
+        return np.clip(np.rint((values - self.offset) / self.scale), -INT8_LIMIT, INT8_LIMIT).astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -134,10 +107,10 @@ class FalseColour:
         low, high = np.percentile(projected, STRETCH_PERCENTILES, axis=0)
         return cls(mean, components, low, np.maximum(high, low + 1e-12))
 
-    def apply(self, values: np.ndarray, has_data: np.ndarray) -> np.ndarray:
-        projected = (np.nan_to_num(values) - self.mean) @ self.components.T
-        scaled = 1 + np.rint(254 * np.clip((projected - self.low) / (self.high - self.low), 0, 1))
-        return np.where(has_data[..., np.newaxis], scaled, 0).astype(np.uint8)
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Colours (N, 3) uint8 in 1-255 of embeddings (N, D)."""
+        projected = (values - self.mean) @ self.components.T
+        return (1 + np.rint(254 * np.clip((projected - self.low) / (self.high - self.low), 0, 1))).astype(np.uint8)
 
 
 def _area(store: SeriesStore, window: Window | None) -> Window:
@@ -150,10 +123,49 @@ def _area(store: SeriesStore, window: Window | None) -> Window:
     return window
 
 
-def _check_outputs(paths: list[Path], overwrite: bool) -> None:
-    for path in paths:
-        if path.exists() and not overwrite:
-            raise InvalidArgumentError(f"{path} exists (use --overwrite to replace it)")
+def _stream(
+    network: keras.Model,
+    network_dir: str | os.PathLike[str],
+    store: SeriesStore,
+    source: str,
+    area: Window,
+    outputs: list[OutputSpec],
+    chunk_size: int,
+    quicklook: tuple[Path, Path] | None = None,
+) -> None:
+    """Run ``network`` over ``area`` of the store through the streaming engine, writing ``outputs``; with
+    ``quicklook`` (a 3-band byte output and a PNG), the PNG of that output is published with them."""
+    info = store.sources[source]
+    reference = Grid(
+        store.grid.crs,
+        store.grid.transform @ Affine.translation(area.col_off, area.row_off),
+        int(area.width),
+        int(area.height),
+    )
+    backend = SeriesModelBackend(network, source, info.doys, len(info.bands), [output.name for output in outputs])
+    series = SeriesSource(
+        source,
+        lambda window: store.read(source, window),
+        reference,
+        dates=len(info.doys),
+        bands=len(info.bands),
+        origin=(int(area.row_off), int(area.col_off)),
+        shape=(store.grid.height, store.grid.width),
+    )
+    engine = StreamingEngine(
+        backend, [series], reference, outputs, chunk_size=chunk_size, pad=0, model_name=str(network_dir)
+    )
+    if quicklook is None:
+        engine.run()
+        return
+    colour_tif, png = quicklook
+    with atomic_file(png) as temporary:
+        engine.run(before_publish=lambda complete: write_quicklook(complete[colour_tif], temporary))
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if chunk_size <= 0:
+        raise InvalidArgumentError(f"chunk size (--ts) {chunk_size} must be positive")
 
 
 def embed(
@@ -164,78 +176,64 @@ def embed(
     dtype: str = "int8",
     window: Window | None = None,
     pca: bool = True,
+    chunk_size: int = MAP_WINDOW,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write the embedding GeoTIFF of the store (or of ``window`` of it), and with ``pca`` its false colour
-    ``<stem>_pca.tif`` and ``<stem>_pca.png``; return the paths written."""
+    ``<stem>_pca.tif`` and ``<stem>_pca.png``; return the paths (skipped when all are there, ours, and
+    ``overwrite`` is not set)."""
     if dtype not in EMBEDDING_TYPES:
         raise InvalidArgumentError(f"embedding type {dtype!r} is not one of {', '.join(EMBEDDING_TYPES)}")
-    encoder, metadata = load_encoder(encoder_dir)
+    _check_chunk_size(chunk_size)
+    out = Path(out_path)
+    pca_tif, pca_png = out.with_name(f"{out.stem}_pca.tif"), out.with_name(f"{out.stem}_pca.png")
+    paths = [out, *([pca_tif, pca_png] if pca else [])]
     store = SeriesStore(store_path)
+    encoder, metadata = load_encoder(encoder_dir)
     source = metadata["source"]
     if source not in store.sources or list(store.sources[source].bands) != metadata["bands"]:
         raise InvalidArgumentError(
             f"{store.path} has no {source} series with the bands {metadata['bands']} the encoder was trained on"
         )
     area = _area(store, window)
-    out = Path(out_path)
-    pca_tif, pca_png = out.with_name(f"{out.stem}_pca.tif"), out.with_name(f"{out.stem}_pca.png")
-    _check_outputs([out, *([pca_tif, pca_png] if pca else [])], overwrite)
-    grid = Grid(
-        store.grid.crs,
-        store.grid.transform @ Affine.translation(area.col_off, area.row_off),
-        int(area.width),
-        int(area.height),
-    )
-    needs_sample = dtype == "int8" or pca
-    sample = calibration_sample(encoder, store, source, area) if needs_sample else None
-    quantisation = Quantisation.fit(sample) if dtype == "int8" else None
-    colour = FalseColour.fit(sample) if pca else None
+    if not outputs_to_write(paths, overwrite):
+        log.info(skip_message(paths))
+        return paths
+    sample = calibration_sample(encoder, store, source, area) if dtype == "int8" or pca else None
     dim = int(encoder.output.shape[-1])
-    descriptions = [f"embedding {index}" for index in range(1, dim + 1)]
     tags = {"TILE": store.tile, "ENCODER": Path(encoder_dir).name, "SOURCE": source}
-    with gdal_environment(), ExitStack() as stack:
-        embedding_file = stack.enter_context(atomic_file(out))
-        profile = geotiff_profile(
-            width=grid.width,
-            height=grid.height,
-            count=dim,
-            dtype=dtype,
-            crs=grid.crs,
-            transform=grid.transform,
-            nodata=INT8_NODATA if dtype == "int8" else float("nan"),
+    descriptions = [f"embedding {index}" for index in range(1, dim + 1)]
+    if dtype == "int8":
+        quantisation = Quantisation.fit(sample)
+        embedding = OutputSpec(
+            "embedding",
+            out,
+            descriptions,
+            dtype="int8",
+            nodata=INT8_NODATA,
+            convert=quantisation.apply,
+            band_scales=tuple(quantisation.scale),
+            band_offsets=tuple(quantisation.offset),
+            tags=tags,
         )
-        embedding = stack.enter_context(create_geotiff(embedding_file, profile, descriptions, tags))
-        if quantisation is not None:
-            embedding.scales, embedding.offsets = tuple(quantisation.scale), tuple(quantisation.offset)
-        colour_dataset = None
-        if colour is not None:
-            colour_file = stack.enter_context(atomic_file(pca_tif))
-            colour_profile = geotiff_profile(
-                width=grid.width,
-                height=grid.height,
-                count=3,
-                dtype="uint8",
-                crs=grid.crs,
-                transform=grid.transform,
-                nodata=0,
-            )
-            colour_dataset = stack.enter_context(
-                create_geotiff(colour_file, colour_profile, ["principal component 1", "2", "3"], tags)
-            )
-        for part in progress(_windows(area), desc="embedding"):
-            values, has_data = encode_window(encoder, store, source, part)
-            target = Window(part.col_off - area.col_off, part.row_off - area.row_off, part.width, part.height)
-            written = quantisation.apply(values, has_data) if quantisation else values
-            embedding.write(np.moveaxis(written, -1, 0), window=target)
-            if colour_dataset is not None:
-                colour_dataset.write(np.moveaxis(colour.apply(values, has_data), -1, 0), window=target)
-        embedding.close()
-        if colour_dataset is not None:
-            colour_dataset.close()
-            write_quicklook(colour_file, pca_png)
-    log.info("wrote %s", out)
-    return [out, *([pca_tif, pca_png] if pca else [])]
+    else:
+        embedding = OutputSpec(
+            "embedding", out, descriptions, dtype="float32", nodata=float("nan"), convert=_exact, tags=tags
+        )
+    outputs = [embedding]
+    if pca:
+        colour = FalseColour.fit(sample)
+        bands = ["principal component 1", "2", "3"]
+        outputs.append(
+            OutputSpec("false_colour", pca_tif, bands, dtype="uint8", nodata=0, convert=colour.apply, tags=tags)
+        )
+    _stream(encoder, encoder_dir, store, source, area, outputs, chunk_size, (pca_tif, pca_png) if pca else None)
+    return paths
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    """Embeddings stored as they are (float32)."""
+    return values
 
 
 def write_quicklook(rgb_tif: str | os.PathLike[str], png: str | os.PathLike[str]) -> Path:
@@ -278,45 +276,40 @@ def classify(
     out_path: str | os.PathLike[str],
     *,
     window: Window | None = None,
+    chunk_size: int = MAP_WINDOW,
     overwrite: bool = False,
 ) -> Path:
     """Write the class map (uint8, class k = k-th class of the classifier, 0 no-data) with a colour table."""
+    _check_chunk_size(chunk_size)
+    out = Path(out_path)
+    store = SeriesStore(store_path)
     network, metadata = load_classifier(classifier_dir)
     names = metadata["classes"]
     if len(names) > 254:
         raise InvalidArgumentError(f"{classifier_dir}: {len(names)} classes do not fit a byte class map")
-    store = SeriesStore(store_path)
     source = metadata["source"]
     if source not in store.sources:
         raise InvalidArgumentError(f"{store.path} has no {source} series, which the classifier reads")
     area = _area(store, window)
-    out = Path(out_path)
-    _check_outputs([out], overwrite)
-    grid = Grid(
-        store.grid.crs,
-        store.grid.transform @ Affine.translation(area.col_off, area.row_off),
-        int(area.width),
-        int(area.height),
+    if not outputs_to_write([out], overwrite):
+        log.info(skip_message([out]))
+        return out
+    colours = {0: (0, 0, 0, 0)}
+    colours.update({k: (*CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)], 255) for k in range(1, len(names) + 1)})
+    classes = OutputSpec(
+        "classes",
+        out,
+        ["class"],
+        dtype="uint8",
+        nodata=0,
+        convert=_decided_class,
+        colormap=colours,
+        tags={"TILE": store.tile, "CLASSES": ", ".join(f"{k}={name}" for k, name in enumerate(names, start=1))},
     )
-    tags = {"TILE": store.tile, "CLASSES": ", ".join(f"{k}={name}" for k, name in enumerate(names, start=1))}
-    with gdal_environment(), atomic_file(out) as temporary:
-        profile = geotiff_profile(
-            width=grid.width,
-            height=grid.height,
-            count=1,
-            dtype="uint8",
-            crs=grid.crs,
-            transform=grid.transform,
-            nodata=0,
-        )
-        with create_geotiff(temporary, profile, ["class"], tags) as dataset:
-            colours = {0: (0, 0, 0, 0)}
-            colours.update({k: (*CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)], 255) for k in range(1, len(names) + 1)})
-            dataset.write_colormap(1, colours)
-            for part in progress(_windows(area), desc="classification"):
-                logits, has_data = encode_window(network, store, source, part)
-                classes = np.where(has_data, np.nan_to_num(logits).argmax(axis=-1) + 1, 0).astype(np.uint8)
-                target = Window(part.col_off - area.col_off, part.row_off - area.row_off, part.width, part.height)
-                dataset.write(classes, 1, window=target)
-    log.info("wrote %s", out)
+    _stream(network, classifier_dir, store, source, area, [classes], chunk_size)
     return out
+
+
+def _decided_class(logits: np.ndarray) -> np.ndarray:
+    """Class numbers (N, 1), from 1, of the largest of the logits (N, classes)."""
+    return (logits.argmax(axis=-1) + 1)[:, np.newaxis]

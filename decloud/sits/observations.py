@@ -107,12 +107,12 @@ class PreparedS2Series(ObservationSource):
         valid = np.empty((len(self.products), height, width), bool)
         for index, rasters in enumerate(self._rasters):
             fine = rasters["10m"].read({1: _shifted(rasters["10m"], 1, row, col, height, width)})["10m"]
-            coarse_values, coarse_valid = _read_20m_on_10m(rasters["20m"], row, col, height, width)
             clm = rasters["clm"].read({1: _shifted(rasters["clm"], 1, row, col, height, width)})["clm"].values
             edg = rasters["edg"].read({1: _shifted(rasters["edg"], 1, row, col, height, width)})["edg"].values
             values[index, ..., : len(S2_BANDS_10M)] = fine.values
-            values[index, ..., len(S2_BANDS_10M) :] = coarse_values
-            valid[index] = fine.valid & coarse_valid & (clm[..., 0] == 0) & (edg[..., 0] == 0)
+            coarse_valid = _read_20m_on_10m(rasters["20m"], row, col, values[index, ..., len(S2_BANDS_10M) :])
+            np.logical_and(fine.valid, coarse_valid, out=valid[index])
+            valid[index] &= (clm[..., 0] == 0) & (edg[..., 0] == 0)
         return values, valid
 
 
@@ -122,19 +122,19 @@ def _shifted(source: RasterSource, scale: int, row: int, col: int, height: int, 
     return Window(col + col_offset, row + row_offset, width, height)
 
 
-def _read_20m_on_10m(
-    source: RasterSource, row: int, col: int, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The 20 m values and validity over a 10 m window, each 20 m pixel repeated on its 2x2 10 m pixels. The
-    last 20 m row or column of a raster may be missing (odd 10 m sizes): the nearest one is repeated."""
+def _read_20m_on_10m(source: RasterSource, row: int, col: int, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (height, width, bands), a 10 m window from (row, col), with the 20 m values, each 20 m pixel
+    on its 2x2 10 m pixels, and return their validity. The last 20 m row or column of a raster may be missing
+    (odd 10 m sizes): the nearest one is repeated."""
+    height, width = out.shape[:2]
     row_offset, col_offset, rows, cols = source.extent(2)
     top, left = row // 2, col // 2
-    bottom, right = math.ceil((row + height) / 2), math.ceil((col + width) / 2)
-    last_row, last_col = min(bottom, rows - row_offset), min(right, cols - col_offset)
+    last_row = min(math.ceil((row + height) / 2), rows - row_offset)
+    last_col = min(math.ceil((col + width) / 2), cols - col_offset)
     window = Window(left + col_offset, top + row_offset, last_col - left, last_row - top)
     (data,) = source.read({2: window}).values()
-    pad = ((0, bottom - last_row), (0, right - last_col))
-    values = np.pad(data.values, (*pad, (0, 0)), mode="edge").repeat(2, axis=0).repeat(2, axis=1)
-    valid = np.pad(data.valid, pad, mode="edge").repeat(2, axis=0).repeat(2, axis=1)
-    r0, c0 = row - 2 * top, col - 2 * left
-    return values[r0 : r0 + height, c0 : c0 + width], valid[r0 : r0 + height, c0 : c0 + width]
+    # the 20 m pixel of each 10 m row and column of the window, in the window read
+    pick_rows = np.minimum(np.arange(row, row + height) // 2 - top, last_row - top - 1)
+    pick_cols = np.minimum(np.arange(col, col + width) // 2 - left, last_col - left - 1)
+    out[...] = data.values.take(pick_rows, axis=0).take(pick_cols, axis=1)
+    return data.valid.take(pick_rows, axis=0).take(pick_cols, axis=1)
