@@ -117,7 +117,7 @@ def series_keys(name: str) -> tuple[str, str]:
     return f"{name}_values", f"{name}_mask"
 
 
-class SeriesSource(TileSource):
+class SeriesSource(InputSource):
     """A per-pixel time series fed to a per-pixel model as two keys: ``<name>_values`` (rows, cols, dates x
     bands, date-major) and ``<name>_mask`` (rows, cols, dates; 1 where the observation is valid). A pixel is
     valid where any of its dates is.
