@@ -100,8 +100,8 @@ def test_int8_map_is_within_half_a_step_and_independent_of_the_window_size(setup
     assert inside.mean() > 0.99
     error = np.abs(stored * scales + offsets - truth)
     assert (error[inside] <= (np.broadcast_to(scales, error.shape)[inside] / 2) * 1.001).all()
-    maps.embed(encoder_dir, store, root / "q64.tif", dtype="int8", pca=False, tile_size=64)
-    maps.embed(encoder_dir, store, root / "q96.tif", dtype="int8", pca=False, tile_size=96)
+    maps.embed(encoder_dir, store, root / "q64.tif", dtype="int8", pca=False, chunk_size=64)
+    maps.embed(encoder_dir, store, root / "q96.tif", dtype="int8", pca=False, chunk_size=96)
     for other in ("q64.tif", "q96.tif"):
         with rasterio.open(root / other) as dataset:
             assert dataset.scales == tuple(scales.ravel()) and dataset.offsets == tuple(offsets.ravel())
