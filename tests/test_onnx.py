@@ -4,6 +4,8 @@ against known answers, the ONNX graph's names, and the command line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -104,3 +106,33 @@ def test_the_onnx_description_keeps_how_training_showed_cloudy_pixels(tmp_path):
     (path / "decloud_model.json").write_text(json.dumps({**description, "cloudy_pixels": "nodata"}))
     metadata = json.loads(export_onnx(path, tmp_path / "holes.onnx").read_text())
     assert metadata["cloudy_pixels"] == "nodata"
+
+
+#: Runs the command in its argv in a child and prints that child's peak resident memory (kB): a process of
+#: its own, so that the pytest process's other children do not count.
+PEAK_OF_CHILD = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_megabytes(*command: str) -> float:
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_CHILD, *command], check=True, capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+@pytest.mark.slow
+def test_exporting_the_default_crga_model_peaks_under_1_5_gb(tmp_path):
+    """The export of the default crga_os2_unet (7 MB of weights) stays under 1.5 GB, and costs little
+    beyond loading the SavedModel and running it once (which TensorFlow alone makes about 0.7 GB)."""
+    _, path = savedmodel(tmp_path, "crga_os2_unet")
+    load_and_run = (
+        "import sys; from decloud.models.export import ServingModel; serving = ServingModel(sys.argv[1]); "
+        "serving(serving.probe_inputs(96, batch=2))"
+    )
+    reference = peak_megabytes(sys.executable, "-c", load_and_run, str(path))
+    command = ["export-onnx", "--savedmodel", str(path), "--output", str(tmp_path / "m.onnx")]
+    export = peak_megabytes(sys.executable, "-m", "decloud.cli", *command)
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
+    assert export < 1536, f"export-onnx peaked at {export:.0f} MB"
+    assert export - reference < 400, f"export-onnx peaked at {export:.0f} MB, load and run at {reference:.0f} MB"

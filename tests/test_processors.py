@@ -5,7 +5,9 @@ inputs read and mosaicked here from the prepared rasters), keep-clear, time seri
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from affine import Affine
 
 from decloud.core.constants import S2_NODATA
 from decloud.models.export import export_savedmodel
+from decloud.models.onnx_export import export_onnx
 from decloud.models.registry import create_model
 from decloud.preprocessing.dem_prepare import prepare_dem
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
@@ -427,6 +430,30 @@ def test_a_model_with_timestamp_inputs_is_refused_in_one_line(tile, tmp_path_fac
     assert "takes inputs that are not images (s2_timestamp_t, s2_timestamp_tm1, s2_timestamp_tp1)" in error
     assert len(error.splitlines()) == 1 and "Traceback" not in error
     assert not output.exists()
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", pytest.param("onnx", marks=pytest.mark.slow)])
+def test_the_console_script_refuses_a_model_with_timestamp_inputs_in_one_line(fmt, tile, tmp_path_factory, tmp_path):
+    """As a user runs it (the installed ``decloud``, without the test run's TensorFlow log level, so the command
+    hides TensorFlow's start-up lines itself): the exact line, exit 1."""
+    model = savedmodel = export(tmp_path_factory, "gapfilling")
+    if fmt == "onnx":
+        model = tmp_path / "gapfilling.onnx"
+        export_onnx(savedmodel, model)
+    script = shutil.which("decloud")
+    assert script is not None, "the decloud console script is not on PATH: pip install -e '.[test]'"
+    output = tmp_path / "gapfilled.tif"
+    user_environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    arguments = meraner_arguments(tile, model, output)
+    command = [script, "meraner-processor", *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, env=user_environment)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"decloud meraner-processor: error: model {model} takes inputs that are not images (s2_timestamp_t, "
+        "s2_timestamp_tm1, s2_timestamp_tp1): the processors feed images only; score such a model with decloud "
+        "evaluate\n"
+    )
+    assert done.stdout == "" and not output.exists() and not list(tmp_path.glob("gapfilled*"))
 
 
 # --- Time series: the dates that lack inputs -----------------------------------------------------

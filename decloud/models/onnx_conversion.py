@@ -10,6 +10,7 @@ multiple, and the receptive field with the cropped output (margin) to use when t
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -44,22 +45,51 @@ def metadata_path(onnx_path: str | os.PathLike[str]) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
+def _collecting(factories: dict[str, Any]) -> dict[str, Any]:
+    """tf2onnx's ONNX optimizers, each preceded by a garbage collection. tf2onnx deep-copies the whole graph
+    (weights included) before each optimizer so as to restore it if the optimizer fails; the discarded
+    copies hold reference cycles that Python's collector reaches only rarely once TensorFlow is loaded, so
+    they piled up to half a gigabyte for the default crga model (7 MB of weights)."""
+
+    def collected(factory: Any) -> Any:
+        def make() -> Any:
+            gc.collect()
+            return factory()
+
+        return make
+
+    return {name: collected(factory) for name, factory in factories.items()}
+
+
 def _convert(savedmodel: Path, output: Path, opset: int) -> None:
-    """tf2onnx's saved-model path (as ``python -m tf2onnx.convert --saved-model``). tf2onnx's Python API
-    keeps going past an operation it cannot convert: :func:`compare` then catches the difference."""
+    """tf2onnx's saved-model path (as ``python -m tf2onnx.convert --saved-model``: the graph is loaded,
+    frozen and optimised once, then converted). tf2onnx keeps going past an operation it cannot convert:
+    :func:`compare` then catches the difference."""
     import onnx
-    import tf2onnx
-    from tf2onnx import tf_loader
+    import tensorflow as tf
+    from tf2onnx import optimizer, tf_loader
+    from tf2onnx.tfonnx import process_tf_graph
 
     try:
         graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
             str(savedmodel), None, None, signatures=[SIGNATURE], return_tensors_to_rename=True
         )
-        model_proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=inputs, output_names=outputs, opset=opset, tensors_to_rename=renames,
-        )  # fmt: skip
+        with tf.Graph().as_default() as tf_graph:
+            tf.import_graph_def(graph_def, name="")
+            del graph_def
+            graph = process_tf_graph(
+                tf_graph, continue_on_error=True, opset=opset, input_names=inputs, output_names=outputs,
+                tensors_to_rename=renames,
+            )  # fmt: skip
+        del tf_graph
+        optimizers = _collecting(optimizer._get_optimizers())  # tf2onnx's list, in its order
+        model_proto = optimizer.optimize_graph(graph, catch_errors=True, optimizers=optimizers).make_model(
+            f"converted from {savedmodel.name}"
+        )
     except Exception as error:  # tf2onnx raises anything; the message names the SavedModel at fault
         raise OnnxExportError(f"tf2onnx could not convert {savedmodel}: {type(error).__name__}: {error}") from error
+    finally:
+        gc.collect()  # the TensorFlow graph and tf2onnx's copies, before the agreement check runs both models
     signature = model_proto.metadata_props.add()  # tells a later run that decloud wrote this file
     signature.key, signature.value = SIGNATURE_KEY, decloud.__version__
     onnx.save(model_proto, str(output))
