@@ -149,3 +149,30 @@ def test_a_vector_label_file_without_its_class_field_is_one_error_line(landscape
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(error) == 1 and "'crop'" in error[0] and "culture" in error[0]
     assert not (tmp_path / "e").exists()
+
+
+def test_pretrain_and_finetune_share_their_encoder_and_training_flags():
+    from decloud.sits import finetune_command, pretrain_command
+    from decloud.sits.flags import encoder_training_values
+
+    shared = ["--backbone", "cnn", "--dim", "16", "--depth", "3", "--heads", "2", "--epochs", "7", "--batch", "32"]
+    shared += ["--learning_rate", "0.01", "--warmup_share", "0.25", "--seed", "5"]
+    pretrain_args = pretrain_command.build_parser().parse_args(["--store", "s", "--out", "o", *shared])
+    finetune_args = finetune_command.build_parser().parse_args(["--store", "s", "--labels", "l", "--out", "o", *shared])
+    expected = {
+        "backbone": "cnn",
+        "dim": 16,
+        "depth": 3,
+        "heads": 2,
+        "epochs": 7,
+        "batch": 32,
+        "learning_rate": 0.01,
+        "warmup_share": 0.25,
+        "seed": 5,
+    }
+    assert encoder_training_values(pretrain_args) == expected == encoder_training_values(finetune_args)
+
+    def described(parser):
+        return {(a.option_strings[0], a.help, tuple(a.choices or ())) for a in parser._actions if a.dest in expected}
+
+    assert described(pretrain_command.build_parser()) == described(finetune_command.build_parser())

@@ -99,7 +99,7 @@ def test_training_samples_trace_back_to_their_tile_pixel(small_store):
             np.testing.assert_array_equal(view["values"].numpy(), values[dates, row, col])
 
 
-@pytest.mark.parametrize("backbone", ["mlp", "transformer"])
+@pytest.mark.parametrize("backbone", ["mlp", "transformer", "cnn"])
 def test_padding_does_not_change_the_representation(backbone):
     encoder = build_encoder(backbone, bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=8, depth=1, heads=2)
     rng = np.random.default_rng(1)
@@ -115,6 +115,45 @@ def test_padding_does_not_change_the_representation(backbone):
     np.testing.assert_allclose(encoder.predict(padded, verbose=0), short, atol=1e-5)
     other = {"values": values, "doys": doys + 100, "mask": np.ones((2, 3), np.float32)}
     assert np.abs(encoder.predict(other, verbose=0) - short).max() > 1e-3  # the day numbers matter
+
+
+def test_day_number_encoding_of_hand_computed_days():
+    from decloud.sits.encoder import DayOfYearEncoding
+
+    # dim 4: periods 16 and 1000 days; columns sin(2 pi d / 16), sin(2 pi d / 1000), cos(...), cos(...)
+    encoded = np.asarray(DayOfYearEncoding(4)(np.array([[4.0, 250.0]], np.float32)))
+    expected = [[[1.0, math.sin(math.pi / 125), 0.0, math.cos(math.pi / 125)], [math.sin(math.pi * 31.25), 1.0, 0, 0]]]
+    expected[0][1][2] = math.cos(math.pi * 31.25)
+    np.testing.assert_allclose(encoded, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "transformer", "cnn"])
+def test_masked_dates_inside_a_series_are_ignored(backbone):
+    # What the maps feed: every date of the store, invalid ones masked wherever they fall.
+    encoder = build_encoder(backbone, bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=8, depth=2, heads=2)
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 5000, (1, 4, 10)).astype(np.float32)
+    doys = np.array([[20, 90, 150, 300]], np.float32)
+    compact = encoder.predict({"values": values, "doys": doys, "mask": np.ones((1, 4), np.float32)}, verbose=0)
+    spread = {
+        "values": np.insert(values, [0, 2, 2, 4], rng.uniform(0, 9000, (4, 10)).astype(np.float32), axis=1),
+        "doys": np.insert(doys, [0, 2, 2, 4], [5, 100, 120, 330], axis=1),
+        "mask": np.array([[0, 1, 1, 0, 0, 1, 1, 0]], np.float32),
+    }
+    np.testing.assert_allclose(encoder.predict(spread, verbose=0), compact, atol=1e-5)
+
+
+def test_the_cnn_backbone_gives_one_vector_per_series_and_depends_on_the_order_of_dates():
+    encoder = build_encoder("cnn", bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=12, depth=2)
+    rng = np.random.default_rng(4)
+    values = rng.uniform(0, 5000, (3, 6, 10)).astype(np.float32)
+    doys = np.tile(np.array([10, 40, 80, 120, 200, 260], np.float32), (3, 1))
+    inputs = {"values": values, "doys": doys, "mask": np.ones((3, 6), np.float32)}
+    assert encoder.predict(inputs, verbose=0).shape == (3, 12)
+    # Convolutions see neighbours: swapping two observations' values (day numbers kept) changes the output,
+    # where a mean of per-observation features of the same (value, day) pairs would not move for a swap of pairs.
+    swapped = dict(inputs, values=values[:, [1, 0, 2, 3, 4, 5]], doys=doys[:, [1, 0, 2, 3, 4, 5]])
+    assert np.abs(encoder.predict(swapped, verbose=0) - encoder.predict(inputs, verbose=0)).max() > 1e-4
 
 
 @pytest.mark.slow
@@ -165,3 +204,34 @@ def test_pretraining_never_replaces_an_existing_folder(small_store, tmp_path, ca
     assert decloud_main(["sits-pretrain", "--store", str(small_store), "--out", str(tmp_path / "mine")]) == 1
     assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's notes"
     assert "exists" in capsys.readouterr().err
+
+
+# --- fine-tuning losses and learning-rate schedule ------------------------------------------------------------
+
+from decloud.sits.losses import SparseFocalLoss  # noqa: E402
+from decloud.sits.schedule import warmup_cosine  # noqa: E402
+
+
+def test_focal_loss_against_a_hand_computed_value():
+    # logits (0, ln 3): probabilities (1/4, 3/4).
+    # true class 1: p = 3/4, (1/4)^2 * -ln(3/4) = 0.0179801; true class 0: p = 1/4, (3/4)^2 * ln 4 = 0.7797905
+    logits = np.array([[0.0, math.log(3.0)], [0.0, math.log(3.0)]], np.float32)
+    loss = SparseFocalLoss(gamma=2.0)
+    assert float(loss(np.array([1]), logits[:1])) == pytest.approx(0.0179801, abs=1e-6)
+    assert float(loss(np.array([1, 0]), logits)) == pytest.approx((0.0179801 + 0.7797905) / 2, abs=1e-6)
+
+
+def test_focal_loss_with_gamma_0_is_the_cross_entropy():
+    logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [-2.0, 1.0, 1.0]], np.float32)
+    labels = np.array([0, 1, 2])
+    # independent numpy cross-entropy: log-sum-exp minus the true logit
+    expected = np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(3), labels])
+    assert float(SparseFocalLoss(gamma=0.0)(labels, logits)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_warmup_cosine_schedule_at_chosen_steps():
+    schedule = warmup_cosine(1e-3, total_steps=110, warmup_share=10 / 110)  # 10 warm-up steps, 100 of decay
+    expected = {0: 0.0, 5: 5e-4, 10: 1e-3, 60: 5e-4, 35: 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 110: 0.0, 200: 0.0}
+    for step, rate in expected.items():
+        assert float(schedule(step)) == pytest.approx(rate, abs=1e-9), step
+    assert float(warmup_cosine(2e-3, total_steps=10, warmup_share=0.0)(0)) == pytest.approx(2e-3)

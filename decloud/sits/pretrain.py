@@ -28,6 +28,7 @@ from decloud.models.training import is_chief, make_strategy
 from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT, barlow_twins_loss, effective_rank
 from decloud.sits.dates import __doc__ as DOY_CONVENTION
 from decloud.sits.encoder import build_encoder, build_projector
+from decloud.sits.schedule import DEFAULT_WARMUP_SHARE, warmup_cosine
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 from decloud.sits.views import MIN_VALID_DATES, View, sample_views
 
@@ -60,6 +61,7 @@ class PretrainConfig:
     epochs: int = 10
     steps_per_epoch: int = 100
     learning_rate: float = 1e-3
+    warmup_share: float = DEFAULT_WARMUP_SHARE
     seed: int = 0
     logdir: Path | None = None
     strategy: str = "single"
@@ -223,7 +225,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
             heads=config.heads,
         )
         model = BarlowTwins(encoder, build_projector(config.dim, config.projector), config.redundancy_weight)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        schedule = warmup_cosine(config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_share)
+        model.compile(optimizer=keras.optimizers.Adam(schedule))
     global_batch = config.batch * strategy.num_replicas_in_sync
     samples = view_pairs(store, config).map(lambda inputs, trace: inputs).shuffle(SHUFFLE_BUFFER, seed=config.seed)
     dataset = samples.batch(global_batch, drop_remainder=True)
