@@ -51,7 +51,7 @@ from pathlib import Path  # noqa: E402
 from decloud.sits.encoder import build_encoder  # noqa: E402
 from decloud.sits.pretrain import PretrainConfig, load_encoder, pretrain, view_pairs  # noqa: E402
 from decloud.sits.store import SeriesStore, import_npy  # noqa: E402
-from decloud.sits.views import sample_view  # noqa: E402
+from decloud.sits.views import sample_view, sample_views  # noqa: E402
 from decloud.testing.series import write_series_npy  # noqa: E402
 
 BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
@@ -78,6 +78,15 @@ def test_a_series_shorter_than_the_view_is_padded_and_masked():
     np.testing.assert_array_equal(view.values, [[1, 2], [5, 6], [7, 8], [11, 12], [0, 0], [0, 0]])
 
 
+def test_brightness_jitter_multiplies_a_whole_view_by_one_factor():
+    values = np.arange(1, 1 + 3 * 5 * 2, dtype=np.int16).reshape(3, 5, 2) * 100
+    valid = np.ones((3, 5), bool)
+    views = sample_views(values, np.arange(5) * 10, valid, 5, np.random.default_rng(0), brightness=0.1)
+    ratios = views.values / values  # all dates are drawn, in order
+    assert np.allclose(ratios, ratios[:, :1, :1], rtol=1e-6)  # one factor per pixel and view
+    assert np.ptp(ratios[:, 0, 0]) > 0.01 and np.all(np.abs(ratios[:, 0, 0] - 1) < 0.5)
+
+
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> Path:
     folder = write_series_npy(tmp_path_factory.mktemp("npy") / "processed")
@@ -87,7 +96,7 @@ def small_store(tmp_path_factory) -> Path:
 def test_training_samples_trace_back_to_their_tile_pixel(small_store):
     store = SeriesStore(small_store)
     values, valid = store.read("s2")
-    config = PretrainConfig(store=small_store, out_dir=Path("unused"), view_length=4)
+    config = PretrainConfig(store=small_store, out_dir=Path("unused"), view_length=4, brightness=0.0)
     for inputs, trace in view_pairs(store, config).take(50):
         row, col = int(trace["row"]), int(trace["col"])
         assert trace["tile"].numpy() == b"T31TEJ"
@@ -154,6 +163,21 @@ def test_the_cnn_backbone_gives_one_vector_per_series_and_depends_on_the_order_o
     # where a mean of per-observation features of the same (value, day) pairs would not move for a swap of pairs.
     swapped = dict(inputs, values=values[:, [1, 0, 2, 3, 4, 5]], doys=doys[:, [1, 0, 2, 3, 4, 5]])
     assert np.abs(encoder.predict(swapped, verbose=0) - encoder.predict(inputs, verbose=0)).max() > 1e-4
+
+
+def test_a_saved_cnn_encoder_loads_back_and_gives_the_same_representations(tmp_path):
+    from decloud.sits.pretrain import save_encoder
+
+    encoder = build_encoder("cnn", bands=10, band_mean=[1000.0] * 10, band_std=[500.0] * 10, dim=8, depth=2)
+    save_encoder(encoder, {"source": "s2"}, tmp_path / "cnn")
+    loaded, metadata = load_encoder(tmp_path / "cnn")
+    inputs = {
+        "values": np.random.default_rng(5).uniform(0, 5000, (2, 5, 10)).astype(np.float32),
+        "doys": np.tile(np.array([10, 40, 80, 120, 200], np.float32), (2, 1)),
+        "mask": np.array([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], np.float32),
+    }
+    assert metadata == {"source": "s2"}
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0), encoder.predict(inputs, verbose=0), atol=1e-6)
 
 
 @pytest.mark.slow

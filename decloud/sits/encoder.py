@@ -145,7 +145,10 @@ def build_encoder(
 
 
 def build_projector(dim: int, width: int) -> keras.Sequential:
-    """The projector of Barlow Twins: three layers, batch normalisation and ReLU between them."""
+    """The projector of Barlow Twins: three layers, batch normalisation and ReLU between them; width 0: none (the
+    loss then decorrelates the representation itself)."""
+    if width == 0:
+        return keras.Sequential([keras.Input((dim,)), layers.Identity()], name="projector")
     return keras.Sequential(
         [
             keras.Input((dim,)),

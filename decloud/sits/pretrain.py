@@ -53,9 +53,10 @@ class PretrainConfig:
     dim: int = 64
     depth: int = 2
     heads: int = 4
-    projector: int = 256
-    view_length: int = 16
+    projector: int = 0  #: width of the projector; 0: the loss applies to the representation itself
+    view_length: int = 12
     noise: float = 0.0  #: jitter, in band standard deviations
+    brightness: float = 0.1  #: relative standard deviation of a view's brightness factor
     redundancy_weight: float = DEFAULT_REDUNDANCY_WEIGHT
     batch: int = 256
     epochs: int = 10
@@ -117,8 +118,8 @@ def view_pairs(store: SeriesStore, config: PretrainConfig) -> tf.data.Dataset:
     def generate():
         rng = np.random.default_rng(config.seed)
         for values, valid, rows, cols in chunk_series(store, config.source, rng):
-            first = sample_views(values, doys, valid, length, rng, noise)
-            second = sample_views(values, doys, valid, length, rng, noise)
+            first = sample_views(values, doys, valid, length, rng, noise, config.brightness)
+            second = sample_views(values, doys, valid, length, rng, noise, config.brightness)
             trace = {"tile": np.full(len(rows), store.tile), "row": rows.astype(np.int32), "col": cols.astype(np.int32)}
             yield {"first": _view_features(first), "second": _view_features(second)}, trace
 
@@ -196,7 +197,8 @@ def encoder_metadata(store: SeriesStore, config: PretrainConfig) -> dict:
 
 
 def _probe(store: SeriesStore, config: PretrainConfig) -> dict[str, np.ndarray]:
-    samples = view_pairs(store, PretrainConfig(**{**asdict(config), "seed": config.seed + 1}))
+    clean = {"seed": config.seed + 1, "noise": 0.0, "brightness": 0.0}  # the pixels as they are
+    samples = view_pairs(store, PretrainConfig(**{**asdict(config), **clean}))
     batch = next(iter(samples.batch(PROBE_SIZE).take(1)))[0]["first"]
     return {key: value.numpy() for key, value in batch.items()}
 

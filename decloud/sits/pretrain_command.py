@@ -12,7 +12,6 @@ from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.models.training import STRATEGIES
-from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT
 from decloud.sits.flags import add_encoder_training_flags, encoder_training_values
 from decloud.sits.pretrain import PretrainConfig, pretrain
 
@@ -28,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="series store written by decloud sits-extract")
     parser.add_argument("--out", required=True, help="folder of the trained encoder")
     parser.add_argument("--source", default=defaults.source, help="source of the store to train on")
-    parser.add_argument("--projector", type=int, default=defaults.projector, help="width of the projector")
+    parser.add_argument(
+        "--projector",
+        type=int,
+        default=defaults.projector,
+        help="width of the projector MLP (0: none, the loss decorrelates the representation itself)",
+    )
     parser.add_argument(
         "--view_length",
         type=int,
@@ -42,10 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gaussian jitter of the view values, in band standard deviations",
     )
     parser.add_argument(
+        "--brightness",
+        type=float,
+        default=defaults.brightness,
+        help="relative standard deviation of a factor multiplying all values of a view (brightness jitter)",
+    )
+    parser.add_argument(
         "--lambda",
         dest="redundancy_weight",
         type=float,
-        default=DEFAULT_REDUNDANCY_WEIGHT,
+        default=defaults.redundancy_weight,
         help="weight of the off-diagonal (redundancy) terms of the loss",
     )
     parser.add_argument("--logdir", help="TensorBoard folder (loss and effective rank per epoch)")
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> None:
         projector=args.projector,
         view_length=args.view_length,
         noise=args.noise,
+        brightness=args.brightness,
         redundancy_weight=args.redundancy_weight,
         steps_per_epoch=args.steps_per_epoch,
         logdir=Path(args.logdir) if args.logdir else None,
