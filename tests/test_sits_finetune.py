@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import rasterio
@@ -176,3 +177,25 @@ def test_pretrain_and_finetune_share_their_encoder_and_training_flags():
         return {(a.option_strings[0], a.help, tuple(a.choices or ())) for a in parser._actions if a.dest in expected}
 
     assert described(pretrain_command.build_parser()) == described(finetune_command.build_parser())
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "focal"])
+def test_training_with_validation_keeps_the_epoch_of_lowest_validation_loss(loss):
+    from decloud.sits.finetune import FinetuneConfig, PixelSet, _network_inputs, classifier_network, train_network
+
+    rng = np.random.default_rng(0)
+
+    def pixels(count):  # labels unrelated to the values: the network can only overfit
+        values = rng.uniform(0, 5000, (count, 6, 10)).astype(np.int16)
+        return PixelSet(values, np.ones((count, 6), bool), rng.integers(0, 3, count), np.arange(count))
+
+    train, validation = pixels(64), pixels(64)
+    doys = np.array([10, 50, 90, 130, 170, 210])
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder("mlp", bands=10, band_mean=[2500.0] * 10, band_std=[1400.0] * 10, dim=32, depth=2)
+    network = classifier_network(encoder, 3)
+    config = FinetuneConfig(Path(), Path(), Path(), epochs=12, batch=16, learning_rate=0.02, loss=loss)
+    losses = train_network(network, train, validation, doys, config)
+    assert len(losses) == 12 and int(np.argmin(losses)) < 11  # the last epoch is not the best one
+    kept = network.evaluate(_network_inputs(validation, doys), validation.classes, verbose=0)
+    assert kept == pytest.approx(min(losses), rel=1e-4)

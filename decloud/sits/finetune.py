@@ -202,8 +202,9 @@ def classifier_network(encoder: keras.Model, classes: int, *, trainable: bool = 
 
 def train_network(
     network: keras.Model, train: PixelSet, validation: PixelSet | None, doys: np.ndarray, config: FinetuneConfig
-) -> keras.Model:
-    """Fit ``network`` on ``train``; with ``validation``, keep the weights of the epoch of lowest validation loss."""
+) -> list[float]:
+    """Fit ``network`` on ``train``; with ``validation``, keep the weights of the epoch of lowest validation loss.
+    Returns the validation loss of each epoch (none without validation)."""
     batch = min(config.batch, len(train.classes))
     steps = config.epochs * -(-len(train.classes) // batch)
     network.compile(
@@ -223,12 +224,12 @@ def train_network(
         verbose=0,
         shuffle=True,
     )
-    if validation is not None:
-        losses = history.history["val_loss"]
+    losses = [float(loss) for loss in history.history.get("val_loss", [])]
+    if losses:
         log.info(
             "validation loss %.3f (epoch 1) -> best %.3f (epoch %d)", losses[0], min(losses), int(np.argmin(losses)) + 1
         )
-    return network
+    return losses
 
 
 def probe_network(encoder: keras.Model, probe: LogisticRegression, scaler: StandardScaler, classes: int) -> keras.Model:
@@ -315,7 +316,8 @@ def evaluate(config: FinetuneConfig) -> dict[str, Scores]:
                     depth=int(metadata["training"]["depth"]) if metadata else config.depth,
                     heads=int(metadata["training"]["heads"]) if metadata else config.heads,
                 )
-            network = train_network(classifier_network(encoder, count), train, validation, info.doys, config)
+            network = classifier_network(encoder, count)
+            train_network(network, train, validation, info.doys, config)
             predicted = np.asarray(network.predict(_network_inputs(test, info.doys), verbose=0)).argmax(axis=1)
             networks[method] = network
         results[method] = score(test.classes, predicted, labels.names)
