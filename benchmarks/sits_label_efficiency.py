@@ -1,9 +1,11 @@
 """Label efficiency of the pretrained time-series encoder on a generated labelled landscape: macro F1 on held-out
 parcels of the linear probe on pretrained embeddings, the same network fine-tuned, the same network trained
 from scratch, and a random forest / logistic regression on the raw series, with 1 %, 10 % and 100 % of the
-training parcels labelled (at least one parcel per class).
+training parcels labelled (at least one parcel per class); and the Barlow Twins loss and effective rank of the
+representations before and after pretraining. Each seed draws its own landscape, pretraining and split; the
+pretraining recipe is sits-pretrain's default unless flags say otherwise.
 
-    nice python benchmarks/sits_label_efficiency.py [--size 256] [--dates 24] [--parcels 300] [--epochs 10]
+    nice python benchmarks/sits_label_efficiency.py [--size 192] [--dates 24] [--parcels 200] [--seeds 0 1]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from decloud.sits.observations import ObservationSource
 from decloud.sits.pretrain import PretrainConfig, pretrain
 from decloud.sits.store import extract_series, import_npy
 from decloud.testing import landscape
-from decloud.testing.series import LANDSCAPE_CLASSES, labelled_landscape
+from decloud.testing.series import LANDSCAPE_CLASSES, write_labelled_landscape
 
 BANDS = ("B2", "B3", "B4", "B8", "B5", "B6", "B7", "B8A", "B11", "B12")
 METHODS = ("linear_probe", "finetuned", "scratch", "random_forest", "logistic_raw")
@@ -59,19 +62,95 @@ class LandscapeSeries(ObservationSource):
         return np.stack(values), np.stack(valid)
 
 
+@dataclass
+class SeedRun:
+    seed: int
+    loss: tuple[float, float]
+    rank: tuple[float, float]
+    seconds: float
+    scores: dict  #: labelled share -> method -> Scores
+
+
+def landscape_store(args: argparse.Namespace, seed: int, root: Path) -> tuple[Path, Path]:
+    """The series store and class raster of one seed's landscape."""
+    grid = Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 4900000), args.size, args.size)
+    if args.landscape:
+        source = LandscapeSeries(grid, args.dates, args.cloudy, seed)
+        store = extract_series([source], root / "series.zarr")
+        classes = landscape.class_map(Window(0, 0, args.size, args.size), seed)
+        write_array(root / "classes.tif", classes, crs=grid.crs, transform=grid.transform, nodata=0)
+        names = [c.name for c in landscape.CLASSES if (classes == c.code).any()]
+        print(
+            f"seed {seed}: farmland landscape, {args.size}x{args.size} px, {args.dates} dates, {len(names)} classes "
+            f"({', '.join(names)}), {source.clouds.mean():.1%} of observation blobs cloudy; files in {root}"
+        )
+        return store, root / "classes.tif"
+    processed, classes = write_labelled_landscape(
+        root, grid, dates=args.dates, parcels=args.parcels, cloudy_share=args.cloudy, seed=seed
+    )
+    cloudy = 1 - np.load(processed / "masks.npy").mean()
+    print(
+        f"seed {seed}: landscape, {args.size}x{args.size} px, {args.dates} dates, {len(LANDSCAPE_CLASSES)} classes, "
+        f"{args.parcels} parcels, {cloudy:.1%} of observations cloudy; files in {root}"
+    )
+    return import_npy(processed, root / "series.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000, grid=grid), classes
+
+
+def run_seed(args: argparse.Namespace, seed: int, root: Path) -> SeedRun:
+    store, classes = landscape_store(args, seed, root)
+    overrides = {name: getattr(args, name) for name in ("backbone", "dim", "epochs") if getattr(args, name) is not None}
+    if args.steps is not None:
+        overrides["steps_per_epoch"] = args.steps
+    config = PretrainConfig(store=store, out_dir=root / "encoder", seed=seed, **overrides)
+    start = time.perf_counter()
+    result = pretrain(config)
+    seconds = time.perf_counter() - start
+    print(
+        f"  pretraining ({config.backbone}, dim {config.dim}, projector {config.projector}, lambda "
+        f"{config.redundancy_weight:g}, views of {config.view_length}, {config.epochs}x{config.steps_per_epoch} "
+        f"steps of {config.batch}): {seconds:.0f} s; loss {result.loss[0]:.2f} -> {result.loss[-1]:.2f}; "
+        f"effective rank {result.effective_rank[0]:.2f} -> {result.effective_rank[-1]:.2f}"
+    )
+    scores = {}
+    for share in args.shares:
+        scores[share] = evaluate(
+            FinetuneConfig(
+                store=store,
+                labels=classes,
+                out_dir=root / f"eval_{share:g}",
+                encoder=root / "encoder",
+                methods=METHODS,
+                labelled_share=share,
+                epochs=args.finetune_epochs,
+                seed=seed,
+            )
+        )
+    return SeedRun(
+        seed, (result.loss[0], result.loss[-1]), (result.effective_rank[0], result.effective_rank[-1]), seconds, scores
+    )
+
+
+def print_table(title: str, shares: list[float], cell) -> None:
+    print(f"\n{title}")
+    print("| labelled parcels | " + " | ".join(METHODS) + " |")
+    print("|---" * (len(METHODS) + 1) + "|")
+    for share in shares:
+        print(f"| {share:.0%} | " + " | ".join(cell(share, method) for method in METHODS) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--dates", type=int, default=24)
-    parser.add_argument("--parcels", type=int, default=300)
+    parser.add_argument("--parcels", type=int, default=200)
     parser.add_argument("--cloudy", type=float, default=0.3)
-    parser.add_argument("--backbone", default="transformer")
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--backbone", help="default: sits-pretrain's")
+    parser.add_argument("--dim", type=int, help="default: sits-pretrain's")
+    parser.add_argument("--epochs", type=int, help="pretraining epochs (default: sits-pretrain's)")
+    parser.add_argument("--steps", type=int, help="pretraining steps per epoch (default: sits-pretrain's)")
     parser.add_argument("--finetune_epochs", type=int, default=30)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
         "--landscape",
         action="store_true",
@@ -80,84 +159,29 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="sits-labels-"))
-    grid = Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 4900000), args.size, args.size)
-    if args.landscape:
-        source = LandscapeSeries(grid, args.dates, args.cloudy, args.seed)
-        store = extract_series([source], root / "series.zarr")
-        classes = landscape.class_map(Window(0, 0, args.size, args.size), args.seed)
-        names = [c.name for c in landscape.CLASSES if (classes == c.code).any()]
+    runs = [run_seed(args, seed, root / f"seed{seed}") for seed in args.seeds]
+    for run in runs:
+        print_table(
+            f"seed {run.seed}: macro F1 on held-out parcels (overall accuracy in brackets)",
+            args.shares,
+            lambda share, method, run=run: (
+                f"{run.scores[share][method].macro_f1:.3f} ({run.scores[share][method].overall_accuracy:.3f})"
+            ),
+        )
+    if len(runs) > 1:
+        print_table(
+            f"mean macro F1 over seeds {', '.join(str(run.seed) for run in runs)} (lowest in brackets)",
+            args.shares,
+            lambda share, method: (
+                f"{np.mean([run.scores[share][method].macro_f1 for run in runs]):.3f} "
+                f"({min(run.scores[share][method].macro_f1 for run in runs):.3f})"
+            ),
+        )
+    for run in runs:
         print(
-            f"farmland landscape: {args.size}x{args.size} px, {args.dates} dates, {len(names)} classes "
-            f"({', '.join(names)}), {source.clouds.mean():.1%} of observation blobs cloudy; files in {root}"
+            f"seed {run.seed}: loss {run.loss[0]:.2f} -> {run.loss[1]:.2f}, effective rank {run.rank[0]:.2f} -> "
+            f"{run.rank[1]:.2f}, pretraining {run.seconds:.0f} s"
         )
-    else:
-        bands, masks, doys, classes, _ = labelled_landscape(
-            shape=(args.size, args.size),
-            dates=args.dates,
-            parcels=args.parcels,
-            cloudy_share=args.cloudy,
-            seed=args.seed,
-        )
-        print(
-            f"landscape: {args.size}x{args.size} px, {args.dates} dates, {len(LANDSCAPE_CLASSES)} classes, "
-            f"{args.parcels} parcels, {1 - masks.mean():.1%} of observations cloudy; files in {root}"
-        )
-        folder = root / "processed"
-        folder.mkdir()
-        valid = bands[masks == 1].astype(np.float64)
-        for name, array in (
-            ("bands", bands),
-            ("masks", masks),
-            ("doys", doys),
-            ("band_mean", valid.mean(0).astype(np.float32)),
-            ("band_std", valid.std(0).astype(np.float32)),
-        ):
-            np.save(folder / f"{name}.npy", array)
-        store = import_npy(folder, root / "series.zarr", tile="T31TEJ", bands=BANDS, nodata=-10000, grid=grid)
-    write_array(root / "classes.tif", classes, crs=grid.crs, transform=grid.transform, nodata=0)
-    start = time.perf_counter()
-    result = pretrain(
-        PretrainConfig(
-            store=store,
-            out_dir=root / "encoder",
-            backbone=args.backbone,
-            dim=args.dim,
-            depth=2,
-            heads=4,
-            projector=4 * args.dim,
-            view_length=min(16, args.dates // 2),
-            batch=256,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps,
-            seed=args.seed,
-        )
-    )
-    print(
-        f"pretraining ({args.backbone}, dim {args.dim}, {args.epochs}x{args.steps} steps of 256): "
-        f"{time.perf_counter() - start:.0f} s; loss {result.loss[0]:.2f} -> {result.loss[-1]:.2f}; "
-        f"effective rank {result.effective_rank[0]:.2f} -> {result.effective_rank[-1]:.2f}"
-    )
-    rows = []
-    for share in args.shares:
-        scores = evaluate(
-            FinetuneConfig(
-                store=store,
-                labels=root / "classes.tif",
-                out_dir=root / f"eval_{share:g}",
-                encoder=root / "encoder",
-                methods=METHODS,
-                labelled_share=share,
-                epochs=args.finetune_epochs,
-                seed=args.seed,
-            )
-        )
-        rows.append((share, scores))
-    print("\nmacro F1 on held-out parcels (overall accuracy in brackets)")
-    print("| labelled parcels | " + " | ".join(METHODS) + " |")
-    print("|---" * (len(METHODS) + 1) + "|")
-    for share, scores in rows:
-        cells = [f"{scores[m].macro_f1:.3f} ({scores[m].overall_accuracy:.3f})" for m in METHODS]
-        print(f"| {share:.0%} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

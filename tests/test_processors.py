@@ -19,7 +19,7 @@ from affine import Affine
 
 from decloud.core.constants import S2_NODATA
 from decloud.models.export import export_savedmodel
-from decloud.models.onnx_export import export_onnx
+from decloud.models.onnx_conversion import export_onnx
 from decloud.models.registry import create_model
 from decloud.preprocessing.dem_prepare import prepare_dem
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import rasterio
@@ -149,3 +150,52 @@ def test_a_vector_label_file_without_its_class_field_is_one_error_line(landscape
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(error) == 1 and "'crop'" in error[0] and "culture" in error[0]
     assert not (tmp_path / "e").exists()
+
+
+def test_pretrain_and_finetune_share_their_encoder_and_training_flags():
+    from decloud.sits import finetune_command, pretrain_command
+    from decloud.sits.flags import encoder_training_values
+
+    shared = ["--backbone", "cnn", "--dim", "16", "--depth", "3", "--heads", "2", "--epochs", "7", "--batch", "32"]
+    shared += ["--learning_rate", "0.01", "--warmup_share", "0.25", "--seed", "5"]
+    pretrain_args = pretrain_command.build_parser().parse_args(["--store", "s", "--out", "o", *shared])
+    finetune_args = finetune_command.build_parser().parse_args(["--store", "s", "--labels", "l", "--out", "o", *shared])
+    expected = {
+        "backbone": "cnn",
+        "dim": 16,
+        "depth": 3,
+        "heads": 2,
+        "epochs": 7,
+        "batch": 32,
+        "learning_rate": 0.01,
+        "warmup_share": 0.25,
+        "seed": 5,
+    }
+    assert encoder_training_values(pretrain_args) == expected == encoder_training_values(finetune_args)
+
+    def described(parser):
+        return {(a.option_strings[0], a.help, tuple(a.choices or ())) for a in parser._actions if a.dest in expected}
+
+    assert described(pretrain_command.build_parser()) == described(finetune_command.build_parser())
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "focal"])
+def test_training_with_validation_keeps_the_epoch_of_lowest_validation_loss(loss):
+    from decloud.sits.finetune import FinetuneConfig, PixelSet, _network_inputs, classifier_network, train_network
+
+    rng = np.random.default_rng(0)
+
+    def pixels(count):  # labels unrelated to the values: the network can only overfit
+        values = rng.uniform(0, 5000, (count, 6, 10)).astype(np.int16)
+        return PixelSet(values, np.ones((count, 6), bool), rng.integers(0, 3, count), np.arange(count))
+
+    train, validation = pixels(64), pixels(64)
+    doys = np.array([10, 50, 90, 130, 170, 210])
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder("mlp", bands=10, band_mean=[2500.0] * 10, band_std=[1400.0] * 10, dim=32, depth=2)
+    network = classifier_network(encoder, 3)
+    config = FinetuneConfig(Path(), Path(), Path(), epochs=12, batch=16, learning_rate=0.02, loss=loss)
+    losses = train_network(network, train, validation, doys, config)
+    assert len(losses) == 12 and int(np.argmin(losses)) < 11  # the last epoch is not the best one
+    kept = network.evaluate(_network_inputs(validation, doys), validation.classes, verbose=0)
+    assert kept == pytest.approx(min(losses), rel=1e-4)

@@ -14,7 +14,7 @@ from rasterio.warp import transform_geom
 from decloud.core.errors import InvalidFileError
 from decloud.core.raster import Grid, write_array
 from decloud.sits.finetune import score
-from decloud.sits.labels import Labels, read_labels, split_parcels
+from decloud.sits.labels import Labels, hold_out_validation, read_labels, split_parcels
 
 #: A 20 x 30 grid of 10 m pixels in UTM 31N.
 GRID = Grid(CRS.from_epsg(32631), Affine(10, 0, 600000, 0, -10, 4900000), 30, 20)
@@ -92,3 +92,18 @@ def test_scores_of_a_hand_counted_prediction():
     assert scores.f1 == pytest.approx({"a": 2 / 3, "b": 0.8, "c": 0.0})
     assert scores.macro_f1 == pytest.approx((2 / 3 + 0.8) / 3)
     assert scores.confusion == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+
+
+def test_validation_parcels_come_from_the_training_parcels_and_leave_each_class_one():
+    # class 1: parcels 1-5, class 2: parcels 6-7, class 3: parcel 8 (one pixel each)
+    parcels = np.arange(1, 9, dtype=np.int32).reshape(2, 4)
+    classes = np.array([[1, 1, 1, 1], [1, 2, 2, 3]], np.int32)
+    labels = Labels(classes, parcels, ("a", "b", "c"))
+    train, validation = hold_out_validation(labels, np.array([1, 2, 3, 4, 5, 6, 7, 8]), 0.4, seed=0)
+    assert len(validation) == 2 + 1  # round(5 x 0.4) of class 1, one of class 2's two, none of class 3's one
+    assert sorted([*train, *validation]) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert {int(p) for p in validation} <= {1, 2, 3, 4, 5, 6, 7} and 8 in train
+    assert len(set(train) & {6, 7}) == 1 and len(set(train) & {1, 2, 3, 4, 5}) == 3
+    train, validation = hold_out_validation(labels, np.array([1, 6, 8]), 0.5)  # one parcel per class
+    assert train.tolist() == [1, 6, 8] and validation.size == 0
+    assert hold_out_validation(labels, np.array([1, 2]), 0.0)[1].size == 0

@@ -2,7 +2,9 @@
 otherwise use. Methods (each trained on the same labelled parcels, tested on the same held-out parcels):
 
 - ``linear_probe``: a logistic regression on the frozen pretrained embeddings;
-- ``finetuned``: the pretrained encoder with a linear head, all trained together (cross-entropy);
+- ``finetuned``: the pretrained encoder with a linear head, all trained together (cross-entropy or focal
+  loss, learning rate warmed up then decayed along a cosine; with validation parcels, the weights of the epoch
+  of lowest validation loss are kept);
 - ``scratch``: the same network (same backbone and size) from random weights, trained the same way;
 - ``random_forest`` and ``logistic_raw``: scikit-learn on the raw series (standardised values, 0 where
   invalid, and the validity flags).
@@ -30,8 +32,10 @@ from decloud.core.atomic import atomic_directory
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError
 from decloud.sits.encoder import build_encoder
 from decloud.sits.encoding import encode_pixels
-from decloud.sits.labels import Labels, read_labels, split_parcels
-from decloud.sits.pretrain import load_encoder
+from decloud.sits.labels import Labels, hold_out_validation, read_labels, split_parcels
+from decloud.sits.losses import DEFAULT_FOCAL_GAMMA, classification_loss
+from decloud.sits.pretrain import PretrainConfig, load_encoder
+from decloud.sits.schedule import DEFAULT_WARMUP_SHARE, warmup_cosine
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,9 @@ METHODS = ("linear_probe", "finetuned", "scratch", "random_forest", "logistic_ra
 PRETRAINED_METHODS = ("linear_probe", "finetuned")
 CLASSIFIER_FILE = "classifier.keras"
 CLASSIFIER_METADATA = "sits_classifier.json"
+#: Share of the training parcels of a class (with two or more) used for validation by default.
+DEFAULT_VALIDATION_SHARE = 0.2
+_ARCHITECTURE = PretrainConfig(store=Path(), out_dir=Path())
 
 
 @dataclass
@@ -53,9 +60,18 @@ class FinetuneConfig:
     methods: tuple[str, ...] = METHODS
     test_share: float = 0.5
     labelled_share: float = 1.0
+    validation_share: float = DEFAULT_VALIDATION_SHARE
+    #: architecture of the ``scratch`` network when there is no pretrained encoder (else the encoder's)
+    backbone: str = _ARCHITECTURE.backbone
+    dim: int = _ARCHITECTURE.dim
+    depth: int = _ARCHITECTURE.depth
+    heads: int = _ARCHITECTURE.heads
+    loss: str = "cross_entropy"
+    focal_gamma: float = DEFAULT_FOCAL_GAMMA
     epochs: int = 20
     batch: int = 256
     learning_rate: float = 1e-3
+    warmup_share: float = DEFAULT_WARMUP_SHARE
     max_pixels_per_parcel: int = 200
     seed: int = 0
 
@@ -184,20 +200,36 @@ def classifier_network(encoder: keras.Model, classes: int, *, trainable: bool = 
     return keras.Model(encoder.inputs, logits, name="sits_classifier")
 
 
-def train_network(network: keras.Model, train: PixelSet, doys: np.ndarray, config: FinetuneConfig) -> keras.Model:
+def train_network(
+    network: keras.Model, train: PixelSet, validation: PixelSet | None, doys: np.ndarray, config: FinetuneConfig
+) -> list[float]:
+    """Fit ``network`` on ``train``; with ``validation``, keep the weights of the epoch of lowest validation loss.
+    Returns the validation loss of each epoch (none without validation)."""
+    batch = min(config.batch, len(train.classes))
+    steps = config.epochs * -(-len(train.classes) // batch)
     network.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras.optimizers.Adam(warmup_cosine(config.learning_rate, steps, config.warmup_share)),
+        loss=classification_loss(config.loss, config.focal_gamma),
     )
-    network.fit(
+    callbacks = []
+    if validation is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(patience=config.epochs, restore_best_weights=True))
+    history = network.fit(
         _network_inputs(train, doys),
         train.classes,
+        validation_data=None if validation is None else (_network_inputs(validation, doys), validation.classes),
         epochs=config.epochs,
-        batch_size=min(config.batch, len(train.classes)),
+        batch_size=batch,
+        callbacks=callbacks,
         verbose=0,
         shuffle=True,
     )
-    return network
+    losses = [float(loss) for loss in history.history.get("val_loss", [])]
+    if losses:
+        log.info(
+            "validation loss %.3f (epoch 1) -> best %.3f (epoch %d)", losses[0], min(losses), int(np.argmin(losses)) + 1
+        )
+    return losses
 
 
 def probe_network(encoder: keras.Model, probe: LogisticRegression, scaler: StandardScaler, classes: int) -> keras.Model:
@@ -231,14 +263,21 @@ def evaluate(config: FinetuneConfig) -> dict[str, Scores]:
     train_ids, test_ids = split_parcels(
         labels, test_share=config.test_share, labelled_share=config.labelled_share, seed=config.seed
     )
+    train_ids, validation_ids = hold_out_validation(labels, train_ids, config.validation_share, config.seed)
     rng = np.random.default_rng(config.seed)
     train = labelled_pixels(store, source, labels, train_ids, config.max_pixels_per_parcel, rng)
     test = labelled_pixels(store, source, labels, test_ids, config.max_pixels_per_parcel, rng)
+    validation = (
+        labelled_pixels(store, source, labels, validation_ids, config.max_pixels_per_parcel, rng)
+        if len(validation_ids)
+        else None
+    )
     count = len(labels.names)
     log.info(
-        "%d training pixels (%d parcels), %d test pixels (%d parcels), %d classes",
+        "%d training pixels (%d parcels), %d validation parcels, %d test pixels (%d parcels), %d classes",
         len(train.classes),
         len(train_ids),
+        len(validation_ids),
         len(test.classes),
         len(test_ids),
         count,
@@ -269,29 +308,31 @@ def evaluate(config: FinetuneConfig) -> dict[str, Scores]:
                 encoder, _ = load_encoder(config.encoder)
             else:
                 encoder = build_encoder(
-                    metadata["training"]["backbone"] if metadata else "transformer",
+                    metadata["training"]["backbone"] if metadata else config.backbone,
                     bands=len(info.bands),
                     band_mean=info.band_mean,
                     band_std=info.band_std,
-                    dim=metadata["dim"] if metadata else 64,
-                    depth=int(metadata["training"]["depth"]) if metadata else 2,
-                    heads=int(metadata["training"]["heads"]) if metadata else 4,
+                    dim=metadata["dim"] if metadata else config.dim,
+                    depth=int(metadata["training"]["depth"]) if metadata else config.depth,
+                    heads=int(metadata["training"]["heads"]) if metadata else config.heads,
                 )
-            network = train_network(classifier_network(encoder, count), train, info.doys, config)
+            network = classifier_network(encoder, count)
+            train_network(network, train, validation, info.doys, config)
             predicted = np.asarray(network.predict(_network_inputs(test, info.doys), verbose=0)).argmax(axis=1)
             networks[method] = network
         results[method] = score(test.classes, predicted, labels.names)
         log.info("%s: OA %.3f, macro F1 %.3f", method, results[method].overall_accuracy, results[method].macro_f1)
-    _write_results(config, results, networks, labels, len(train_ids), len(test_ids), metadata)
+    _write_results(config, results, networks, labels, (len(train_ids), len(validation_ids), len(test_ids)), metadata)
     return results
 
 
-def _write_results(config, results, networks, labels, train_parcels, test_parcels, metadata) -> None:
+def _write_results(config, results, networks, labels, parcel_counts, metadata) -> None:
     with atomic_directory(config.out_dir) as work:
         report = {
             "classes": list(labels.names),
-            "train_parcels": train_parcels,
-            "test_parcels": test_parcels,
+            "train_parcels": parcel_counts[0],
+            "validation_parcels": parcel_counts[1],
+            "test_parcels": parcel_counts[2],
             "labelled_share": config.labelled_share,
             "methods": {name: {k: v for k, v in vars(s).items() if k != "names"} for name, s in results.items()},
         }

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.sits.finetune import METHODS, FinetuneConfig, evaluate
+from decloud.sits.flags import add_encoder_training_flags, encoder_training_values
+from decloud.sits.losses import CLASSIFICATION_LOSSES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,11 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.labelled_share,
         help="share of the other parcels used for training (at least one per class)",
     )
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs of the network methods")
-    parser.add_argument("--batch", type=int, default=defaults.batch)
-    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    parser.add_argument(
+        "--validation_share",
+        type=float,
+        default=defaults.validation_share,
+        help="share of each class's training parcels (when it has two or more) kept for validation: the network "
+        "methods keep the weights of their epoch of lowest validation loss (0: no validation)",
+    )
+    parser.add_argument(
+        "--loss", choices=CLASSIFICATION_LOSSES, default=defaults.loss, help="loss of the network methods"
+    )
+    parser.add_argument("--focal_gamma", type=float, default=defaults.focal_gamma, help="gamma of the focal loss")
     parser.add_argument("--max_pixels_per_parcel", type=int, default=defaults.max_pixels_per_parcel)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    add_encoder_training_flags(
+        parser,
+        defaults,
+        encoder_help="the architecture is that of the scratch network without --encoder (with one: the encoder's)",
+    )
     return parser
 
 
@@ -63,11 +77,11 @@ def run(args: argparse.Namespace) -> None:
             methods=tuple(args.methods),
             test_share=args.test_share,
             labelled_share=args.labelled_share,
-            epochs=args.epochs,
-            batch=args.batch,
-            learning_rate=args.learning_rate,
+            validation_share=args.validation_share,
+            loss=args.loss,
+            focal_gamma=args.focal_gamma,
             max_pixels_per_parcel=args.max_pixels_per_parcel,
-            seed=args.seed,
+            **encoder_training_values(args),
         )
     )
 

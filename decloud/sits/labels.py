@@ -144,3 +144,26 @@ def split_parcels(
         test.extend(ids[:held])
         train.extend(rest[: max(1, round(len(rest) * labelled_share))])
     return np.sort(np.array(train, np.int32)), np.sort(np.array(test, np.int32))
+
+
+def hold_out_validation(
+    labels: Labels, train_ids: np.ndarray, share: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training parcel ids split into (training, validation): per class, ``share`` of its training parcels (at
+    least one) for validation when it has two or more, so every class keeps a training parcel; a class with a
+    single training parcel gives none. ``share`` 0: no validation."""
+    if not 0 <= share < 1:
+        raise InvalidArgumentError(f"validation share {share} must be in [0, 1)")
+    if share == 0:
+        return train_ids, np.array([], np.int32)
+    rng = np.random.default_rng(seed + 1)
+    labelled = np.isin(labels.parcels, train_ids)
+    parcel_ids, first = np.unique(labels.parcels[labelled], return_index=True)
+    parcel_classes = labels.classes[labelled][first]
+    train, validation = [], []
+    for code in np.unique(parcel_classes):
+        ids = rng.permutation(parcel_ids[parcel_classes == code])
+        held = min(max(1, round(len(ids) * share)), len(ids) - 1)
+        validation.extend(ids[:held])
+        train.extend(ids[held:])
+    return np.sort(np.array(train, np.int32)), np.sort(np.array(validation, np.int32))

@@ -28,6 +28,7 @@ from decloud.models.training_loop import is_chief, make_strategy
 from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT, barlow_twins_loss, effective_rank
 from decloud.sits.dates import __doc__ as DOY_CONVENTION
 from decloud.sits.encoder import build_encoder, build_projector
+from decloud.sits.schedule import DEFAULT_WARMUP_SHARE, warmup_cosine
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 from decloud.sits.views import MIN_VALID_DATES, View, sample_views
 
@@ -52,14 +53,16 @@ class PretrainConfig:
     dim: int = 64
     depth: int = 2
     heads: int = 4
-    projector: int = 256
-    view_length: int = 16
+    projector: int = 0  #: width of the projector; 0: the loss applies to the representation itself
+    view_length: int = 12
     noise: float = 0.0  #: jitter, in band standard deviations
+    brightness: float = 0.1  #: relative standard deviation of a view's brightness factor
     redundancy_weight: float = DEFAULT_REDUNDANCY_WEIGHT
     batch: int = 256
     epochs: int = 10
     steps_per_epoch: int = 100
     learning_rate: float = 1e-3
+    warmup_share: float = DEFAULT_WARMUP_SHARE
     seed: int = 0
     logdir: Path | None = None
     strategy: str = "single"
@@ -115,8 +118,8 @@ def view_pairs(store: SeriesStore, config: PretrainConfig) -> tf.data.Dataset:
     def generate():
         rng = np.random.default_rng(config.seed)
         for values, valid, rows, cols in chunk_series(store, config.source, rng):
-            first = sample_views(values, doys, valid, length, rng, noise)
-            second = sample_views(values, doys, valid, length, rng, noise)
+            first = sample_views(values, doys, valid, length, rng, noise, config.brightness)
+            second = sample_views(values, doys, valid, length, rng, noise, config.brightness)
             trace = {"tile": np.full(len(rows), store.tile), "row": rows.astype(np.int32), "col": cols.astype(np.int32)}
             yield {"first": _view_features(first), "second": _view_features(second)}, trace
 
@@ -194,7 +197,8 @@ def encoder_metadata(store: SeriesStore, config: PretrainConfig) -> dict:
 
 
 def _probe(store: SeriesStore, config: PretrainConfig) -> dict[str, np.ndarray]:
-    samples = view_pairs(store, PretrainConfig(**{**asdict(config), "seed": config.seed + 1}))
+    clean = {"seed": config.seed + 1, "noise": 0.0, "brightness": 0.0}  # the pixels as they are
+    samples = view_pairs(store, PretrainConfig(**{**asdict(config), **clean}))
     batch = next(iter(samples.batch(PROBE_SIZE).take(1)))[0]["first"]
     return {key: value.numpy() for key, value in batch.items()}
 
@@ -223,7 +227,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
             heads=config.heads,
         )
         model = BarlowTwins(encoder, build_projector(config.dim, config.projector), config.redundancy_weight)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        schedule = warmup_cosine(config.learning_rate, config.epochs * config.steps_per_epoch, config.warmup_share)
+        model.compile(optimizer=keras.optimizers.Adam(schedule))
     global_batch = config.batch * strategy.num_replicas_in_sync
     samples = view_pairs(store, config).map(lambda inputs, trace: inputs).shuffle(SHUFFLE_BUFFER, seed=config.seed)
     dataset = samples.batch(global_batch, drop_remainder=True)

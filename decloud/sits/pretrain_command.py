@@ -12,8 +12,7 @@ from pathlib import Path
 
 from decloud.core.cli import run_command
 from decloud.models.training_loop import STRATEGIES
-from decloud.sits.barlow import DEFAULT_REDUNDANCY_WEIGHT
-from decloud.sits.encoder import BACKBONES
+from decloud.sits.flags import add_encoder_training_flags, encoder_training_values
 from decloud.sits.pretrain import PretrainConfig, pretrain
 
 
@@ -28,11 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="series store written by decloud sits-extract")
     parser.add_argument("--out", required=True, help="folder of the trained encoder")
     parser.add_argument("--source", default=defaults.source, help="source of the store to train on")
-    parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
-    parser.add_argument("--dim", type=int, default=defaults.dim, help="size of the representation")
-    parser.add_argument("--depth", type=int, default=defaults.depth, help="layers (MLP) or attention blocks")
-    parser.add_argument("--heads", type=int, default=defaults.heads, help="attention heads (transformer)")
-    parser.add_argument("--projector", type=int, default=defaults.projector, help="width of the projector")
+    parser.add_argument(
+        "--projector",
+        type=int,
+        default=defaults.projector,
+        help="width of the projector MLP (0: none, the loss decorrelates the representation itself)",
+    )
     parser.add_argument(
         "--view_length",
         type=int,
@@ -46,19 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gaussian jitter of the view values, in band standard deviations",
     )
     parser.add_argument(
+        "--brightness",
+        type=float,
+        default=defaults.brightness,
+        help="relative standard deviation of a factor multiplying all values of a view (brightness jitter)",
+    )
+    parser.add_argument(
         "--lambda",
         dest="redundancy_weight",
         type=float,
-        default=DEFAULT_REDUNDANCY_WEIGHT,
+        default=defaults.redundancy_weight,
         help="weight of the off-diagonal (redundancy) terms of the loss",
     )
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="samples per batch and replica")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--steps_per_epoch", type=int, default=defaults.steps_per_epoch)
-    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--logdir", help="TensorBoard folder (loss and effective rank per epoch)")
     parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy)
+    parser.add_argument("--steps_per_epoch", type=int, default=defaults.steps_per_epoch)
+    add_encoder_training_flags(parser, defaults)
     return parser
 
 
@@ -67,21 +70,15 @@ def run(args: argparse.Namespace) -> None:
         store=Path(args.store),
         out_dir=Path(args.out),
         source=args.source,
-        backbone=args.backbone,
-        dim=args.dim,
-        depth=args.depth,
-        heads=args.heads,
         projector=args.projector,
         view_length=args.view_length,
         noise=args.noise,
+        brightness=args.brightness,
         redundancy_weight=args.redundancy_weight,
-        batch=args.batch,
-        epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
         logdir=Path(args.logdir) if args.logdir else None,
         strategy=args.strategy,
+        **encoder_training_values(args),
     )
     pretrain(config)
 

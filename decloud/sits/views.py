@@ -35,10 +35,13 @@ def sample_views(
     length: int,
     rng: np.random.Generator,
     noise: np.ndarray | None = None,
+    brightness: float = 0.0,
 ) -> View:
     """One view of each of N pixels (values (N, T, C), day numbers (T,), validity (N, T)), at once: per pixel,
     ``length`` distinct valid dates drawn at random (all of them, then padding, when it has fewer), sorted by
-    date. ``noise`` (C,) is the standard deviation of a Gaussian jitter added to the chosen values."""
+    date. ``brightness`` is the relative standard deviation of a factor multiplying all values of a view (the
+    same illumination change on every band and date: a field is no other field for being brighter); ``noise``
+    (C,) is the standard deviation of a Gaussian jitter then added to each chosen value."""
     count, dates = valid.shape
     keys = np.where(valid, rng.random((count, dates)), 2.0)  # invalid dates sort last, never chosen
     chosen = np.argsort(keys, axis=1)[:, :length]
@@ -51,6 +54,8 @@ def sample_views(
     mask = chosen < dates
     chosen = np.minimum(chosen, dates - 1)
     out_values = np.take_along_axis(values, chosen[..., np.newaxis], axis=1).astype(np.float32)
+    if brightness > 0:
+        out_values *= (1 + brightness * rng.standard_normal((count, 1, 1))).astype(np.float32)
     if noise is not None:
         out_values += rng.normal(size=out_values.shape).astype(np.float32) * noise
     out_values[~mask] = 0

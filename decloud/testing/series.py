@@ -4,8 +4,11 @@ the tests of the time-series encoders: two kinds of pixels with different phenol
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from decloud.core.raster import Grid, write_array
 
 #: Soil and green-vegetation reflectance x 10000 of the 10 bands of the generated series.
 _SOIL = np.linspace(800, 2500, 10)
@@ -105,3 +108,24 @@ def labelled_landscape(
         (parcel_class[parcel] + 1).astype(np.uint8),
         parcel + 1,
     )
+
+
+def write_labelled_landscape(folder: Path, grid: Grid, **landscape: Any) -> tuple[Path, Path]:
+    """:func:`labelled_landscape` on ``grid`` (its size) written as the ``.npy`` layout into ``<folder>/processed``
+    and its class raster as ``<folder>/classes.tif`` (0: unlabelled); ``landscape``: the generator's arguments.
+    Returns both paths."""
+    bands, masks, doys, classes, _ = labelled_landscape(shape=(grid.height, grid.width), **landscape)
+    processed = folder / "processed"
+    processed.mkdir(parents=True, exist_ok=True)
+    valid = bands[masks == 1].astype(np.float64)
+    arrays = {
+        "bands": bands,
+        "masks": masks,
+        "doys": doys,
+        "band_mean": valid.mean(axis=0).astype(np.float32),
+        "band_std": valid.std(axis=0).astype(np.float32),
+    }
+    for name, array in arrays.items():
+        np.save(processed / f"{name}.npy", array)
+    write_array(folder / "classes.tif", classes, crs=grid.crs, transform=grid.transform, nodata=0)
+    return processed, folder / "classes.tif"
