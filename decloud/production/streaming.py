@@ -172,6 +172,18 @@ def _mirror_read(source: TileSource, row: int, col: int, size: int) -> dict[str,
     return mirrored
 
 
+def _to_output_values(estimate: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """int16 output values of a model estimate (rows, cols, bands): rounded and clipped to the output range,
+    no-data where ``valid`` is false. In place on one float copy, since the main thread, which also runs the
+    model, does this for every output pixel (a x2 super-resolution writes 40 values per input pixel)."""
+    values = np.rint(estimate)
+    np.clip(values, *OUTPUT_RANGE, out=values)
+    values = values.astype(np.int16)
+    if not valid.all():
+        values[~valid] = S2_NODATA
+    return values
+
+
 def _resample_mask(valid: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
     """A validity mask on a grid ``factor`` times coarser (a coarse pixel is valid when all its fine
     pixels are) or finer (factor < 1), cut to ``shape``."""
@@ -279,8 +291,10 @@ class StreamingEngine:
             results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
             shape = (math.ceil(tile.height / output.scale), math.ceil(tile.width / output.scale))
-            values = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
-            if results is not None:
+            if results is None:
+                values = np.full((*shape, len(output.descriptions)), S2_NODATA, np.int16)
+                output_valid = np.zeros(shape, dtype=bool)
+            else:
                 estimate = self._core(results[output.name][0], tile, output.scale)
                 if estimate.shape[:2] != shape:
                     raise InvalidArgumentError(
@@ -288,15 +302,16 @@ class StreamingEngine:
                         f"{self.tile_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
                     )
                 output_valid = _resample_mask(valid, output.scale, shape)
-                values[output_valid] = np.clip(np.rint(estimate), *OUTPUT_RANGE)[output_valid]
+                values = _to_output_values(estimate, output_valid)
             if output.keep_input:
                 kept = self._core(inputs[output.keep_input][0], tile, output.scale)
                 padded_clear = inputs[output.clear_key][0, ..., 0] > 0.5  # weights see the clouds in the margins
                 weights = at_scale(self._core(estimate_weights(~padded_clear), tile, 1), output.scale, shape)
                 clear = _resample_mask(self._core(padded_clear, tile, 1), output.scale, shape)
                 values = blend_kept(values, kept, key_valid[output.keep_input], clear, weights)
+                output_valid = (values != S2_NODATA).any(axis=-1)
             arrays[self.destinations[output.name].path] = values
-            self.valid_pixels[output.name] += int(np.count_nonzero((values != S2_NODATA).any(axis=-1)))
+            self.valid_pixels[output.name] += int(np.count_nonzero(output_valid))
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], tile, destination.scale)

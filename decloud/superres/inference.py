@@ -131,11 +131,13 @@ def output_paths(request: SuperresRequest, product_name: str, pixel_size: float)
     return paths
 
 
-def run_superres(request: SuperresRequest) -> list[Path]:
-    """Stream the model over the product; return the written GeoTIFFs."""
+def run_superres(request: SuperresRequest, backend: SuperresBackend | None = None) -> list[Path]:
+    """Stream the model over the product; return the written GeoTIFFs. ``backend``: the model of
+    ``request.model`` when the caller has already loaded it (it is loaded here otherwise)."""
     if request.roi is not None and request.roip is not None:
         raise InvalidArgumentError("give --roi or --roip, not both")
-    backend = load_superres_backend(request.model)
+    if backend is None:
+        backend = load_superres_backend(request.model)
     _check_request(request, backend)
     scratch = request.out if request.out.suffix.lower() not in (".tif", ".tiff") else request.out.parent
     with gdal_environment(), prepared_product(request.in_image, scratch) as product_dir, ExitStack() as stack:
