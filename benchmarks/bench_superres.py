@@ -16,6 +16,7 @@ streamed run (target: at the largest size <= 1.2 x at the smallest).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ def worker(model_path: Path, product: Path, output: Path, tile_size: int) -> Non
     from decloud.superres.models import S2_20M_KEY, S2_KEY
 
     backend = load_superres_backend(model_path)
-    pad = -(-backend.margin // 2) * 2  # the default margin of decloud superres
+    pad = backend.margin  # the default margin of decloud superres (a multiple of 2: the 20 m grid)
     side = tile_size + 2 * pad
     rng = np.random.default_rng(0)
     feed = {S2_KEY: rng.uniform(0, 4000, (1, side, side, 4)).astype(np.float32)}
@@ -77,7 +78,7 @@ def main() -> None:
         worker(Path(model), Path(product), Path(output), int(tile_size))
         return
 
-    from decloud.models.export import export_savedmodel
+    from decloud.models.export import DESCRIPTION_FILE, export_savedmodel
     from decloud.models.registry import create_model
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -85,7 +86,8 @@ def main() -> None:
         params = {"filters": args.filters, "blocks": args.blocks, "units": args.units, "groups": 2}
         network = create_model("superres_carn", **params)
         model_path = export_savedmodel(network.model(), network, root / "savedmodel")
-        print(f"superres_carn x2 {params}, margin {network.margin}, tiles of {args.ts} (10 m pixels)")
+        margin = json.loads((model_path / DESCRIPTION_FILE).read_text())["tiling"]["margin_10m_pixels"]
+        print(f"superres_carn x2 {params}, margin {margin}, tiles of {args.ts} (10 m pixels)")
         table = FiguresTable()
         for size in args.sizes:
             raw = make_theia_product(root / str(size) / "raw", acquired=DATE, shape=(size, size))

@@ -3,6 +3,7 @@ no-data, naming, both model formats, and bad input."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,6 +75,26 @@ def test_x2_output_is_tile_invariant_covers_the_product_and_keeps_nodata(product
     bicubic, _, _ = _read(tmp_path / "a" / name.replace("sisr", "bicubic"))
     valid = ~fine_nodata
     assert np.abs(small[:, valid].astype(int) - bicubic[:, valid]).mean() > 5  # the network is not the bicubic
+
+
+def test_bicubic_margin_is_its_measured_receptive_field_and_its_tiles_agree(product, tmp_path):
+    from decloud.superres.backends import SavedModelSuperres
+
+    model = create_model("superres_bicubic")
+    path = export_savedmodel(model.model(), model, tmp_path / "bicubic")
+    # A 20 m pixel j reaches the 10 m pixels 2j-3 .. 2j+4 (4 cubic taps per phase), and a 10 m pixel i the 5 m
+    # pixels 2i-3 .. 2i+4: the 20 m pixel reaches the 5 m pixels 4j-9 .. 4j+12, 4.5 10 m pixels beyond its
+    # 2 x 2 block on each side. Radius 5; the margin is a multiple of 2 (whole 20 m pixels): 6.
+    description = json.loads((path / "decloud_model.json").read_text())
+    assert description["receptive_field"]["radius_10m_pixels"] == 5
+    assert SavedModelSuperres(path).margin == 6
+    name = "SENTINEL2B_20201012_L2A_T31TEJ_5m_sisr.tif"
+    runs = {"256": ("--ts", 256, "--pad", 6), "1000": ("--ts", 1000, "--pad", 6), "default": ("--ts", 256)}
+    for run, flags in runs.items():
+        assert _run("--in_image", product, "--out", tmp_path / run, "--model", path, *flags) == 0
+    small, large, default = (_read(tmp_path / run / name)[0].astype(int) for run in runs)
+    assert np.abs(small - large).max() <= 1  # everywhere, borders included
+    assert np.array_equal(small, default)  # the default margin is the measured one
 
 
 def test_model_card_export_runs_in_our_engine_like_the_savedmodel(product, x2_model, tmp_path):

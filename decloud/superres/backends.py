@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from decloud.core.errors import InputNotFoundError
+from decloud.models.export import tiling_margin
 from decloud.models.model import SOURCE_BANDS
 from decloud.models.registry import create_model
 from decloud.preprocessing.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
@@ -87,7 +88,7 @@ class SavedModelSuperres(SuperresBackend):
         self.factor = round(1 / model.output_scale)
         self.sources = model.output_sources()
         self.bands = [band for source in self.sources for band in SOURCE_BANDS[source]]
-        self.margin = model.margin
+        self.margin = tiling_margin(self.saved.serving)  # measured on the exported model
         self.inputs = dict(self.saved.inputs)
         self.outputs = [SISR, BICUBIC]
 

@@ -113,9 +113,3 @@ def carn_sharpener(guide_bands: int, bands: int, filters: int, blocks: int, unit
     stacked = keras.layers.Concatenate(name="stack")([guide, coarse])
     residual = head(carn_features(stacked, filters, blocks, units, groups), bands, "residual")
     return keras.Model([guide, coarse], keras.layers.Add(name="estimate")([coarse, residual]), name="carn_sharpener")
-
-
-def receptive_radius(blocks: int, units: int, factor_steps: int) -> int:
-    """Input pixels on each side that influence an output pixel: the 3x3 convolutions on the input grid
-    (entry, two per unit), the bicubic taps, and the upsampling and head convolutions on finer grids."""
-    return 1 + 2 * blocks * units + 2 + factor_steps + 1
