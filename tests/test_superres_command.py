@@ -142,6 +142,35 @@ def test_hand_written_card_with_factor_4_and_four_bands_is_honoured(product, tmp
     assert np.abs(blocks[4:-4, 4:-4] - red[4:-4, 4:-4]).mean() < 0.05 * red.mean()
 
 
+def test_bands_selects_the_bands_written_for_savedmodels_and_model_cards(product, x2_model, tmp_path, capsys):
+    roip = ("--roip", 0, 0, 64, 48)
+    assert _run("--in_image", product, "--out", tmp_path / "all.tif", "--model", x2_model, *roip) == 0
+    flags = ("--bands", "B11", "B4", "B8")
+    assert _run("--in_image", product, "--out", tmp_path / "three.tif", "--model", x2_model, *roip, *flags) == 0
+    everything, _, _ = _read(tmp_path / "all.tif")
+    three, _, bands = _read(tmp_path / "three.tif")
+    assert bands == ["B11", "B4", "B8"]
+    assert np.array_equal(three, everything[[8, 2, 3]])  # B2 B3 B4 B8 B5 B6 B7 B8A B11 B12
+    _x4_bicubic_onnx(tmp_path / "x4.onnx")
+    (tmp_path / "x4.yaml").write_text("model: x4.onnx\nbands: [B4, B3, B2, B8]\nmargin: 8\nfactor: 4.0\n")
+    card = tmp_path / "x4.yaml"
+    assert _run("--in_image", product, "--out", tmp_path / "card.tif", "--model", card, *roip) == 0
+    flags = ("--bands", "B8", "B4", "--bicubic")
+    assert _run("--in_image", product, "--out", tmp_path / "card2.tif", "--model", card, *roip, *flags) == 0
+    four, _, _ = _read(tmp_path / "card.tif")
+    two, _, bands = _read(tmp_path / "card2.tif")
+    assert bands == ["B8", "B4"] and np.array_equal(two, four[[3, 0]])
+    bicubic, _, bands = _read(tmp_path / "card2_bicubic.tif")
+    assert bands == ["B8", "B4"] and np.abs(bicubic.astype(int) - two).max() <= 1  # this card is a bicubic
+    capsys.readouterr()
+    for bands, culprit in ((("B4", "B5"), "--bands B5: not given by the model"), (("B1",), "--bands: bands ['B1']")):
+        out = tmp_path / f"bad_{bands[-1]}.tif"
+        assert _run("--in_image", product, "--out", out, "--model", card, "--bands", *bands) == 1
+        error = capsys.readouterr().err
+        assert culprit in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+        assert not out.exists()
+
+
 def test_bad_inputs_fail_with_one_line_and_write_nothing(product, x2_model, tmp_path, capsys):
     onnx = _x4_bicubic_onnx(tmp_path / "x4.onnx")
     cards = {

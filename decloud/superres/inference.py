@@ -44,7 +44,7 @@ class SuperresRequest:
     out: Path
     model: Path
     factor: float | None = None  #: checked against the model's
-    bands: Sequence[str] | None = None  #: checked against the model's
+    bands: Sequence[str] | None = None  #: the bands to write (among the model's), all of them by default
     tile_size: int = DEFAULT_TILE_SIZE
     pad: int | None = None  #: 10 m pixels; the model's margin by default
     roi: tuple[float, float, float, float] | None = None  #: left bottom right top, map units
@@ -111,8 +111,8 @@ def roi_grid(grid: Grid, roi: tuple | None, roip: tuple | None, step: int, phase
 def _check_request(request: SuperresRequest, backend: SuperresBackend) -> None:
     if request.factor is not None and check_factor(request.factor) != backend.factor:
         raise InvalidArgumentError(f"--factor {request.factor:g} but the model {request.model} is x{backend.factor}")
-    if request.bands is not None and list(request.bands) != backend.bands:
-        raise InvalidArgumentError(f"--bands {list(request.bands)} but the model {request.model} gives {backend.bands}")
+    if request.bands is not None:
+        backend.select_bands(request.bands, request.model)
 
 
 def output_paths(request: SuperresRequest, product_name: str, pixel_size: float) -> dict[str, Path]:
@@ -157,7 +157,7 @@ def run_superres(request: SuperresRequest, backend: SuperresBackend | None = Non
         ]
         scale = 1.0 / backend.factor
         outputs_at = output_paths(request, product_dir.name, 10 * scale)
-        outputs = [OutputSpec(kind, path, backend.bands, scale=scale) for kind, path in outputs_at.items()]
+        outputs = [OutputSpec(kind, path, backend.output_bands, scale=scale) for kind, path in outputs_at.items()]
         step = tiling_step(sources, outputs, 1)
         pad = backend.margin if request.pad is None else request.pad
         pad = -(-pad // step) * step if request.pad is None else pad

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, required=True, help="SavedModel folder or model card (.yaml)")
     parser.add_argument("--factor", type=float, help="expected factor (2 or 4); an error if the model's differs")
-    parser.add_argument("--bands", nargs="+", help="expected output bands; an error if the model's differ")
+    parser.add_argument(
+        "--bands", nargs="+", help="bands to write, in this order, among the model's (default: all the model's bands)"
+    )
     parser.add_argument("--ts", type=int, default=DEFAULT_TILE_SIZE, help="tile size in 10 m pixels")
     parser.add_argument("--pad", type=int, help="margin in 10 m pixels (default: the model's)")
     parser.add_argument(
