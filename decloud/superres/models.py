@@ -155,11 +155,11 @@ class SuperresBicubic(_Upsampler):
 
 @register("sharpen_carn")
 class SharpenCarn(_Sharpener):
-    DEFAULTS: ClassVar[dict[str, Any]] = dict(CARN_DEFAULTS)
+    DEFAULTS: ClassVar[dict[str, Any]] = {**CARN_DEFAULTS, "modulated": True}
 
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         p = self.params
-        network = carn_sharpener(4, 6, p["filters"], p["blocks"], p["units"], p["groups"])
+        network = carn_sharpener(4, 6, p["filters"], p["blocks"], p["units"], p["groups"], p["modulated"])
         upsampled = CubicUpsampling(2, name="bands_20m_to_10m")(normalized_inputs[S2_20M_KEY])
         return {keys.S2_20M: network([normalized_inputs[S2_KEY], upsampled])}
 
