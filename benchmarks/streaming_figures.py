@@ -24,7 +24,8 @@ def peak_rss_mib() -> float:
 
 
 def emit(figures: dict[str, Any]) -> None:
-    """Print a worker's figures for :func:`run_worker`: ``pixels``, ``streamed_s``, ``pure_s``, ``peak_rss_mib``."""
+    """Print a worker's figures for :func:`run_worker`: ``pixels``, ``streamed_s``, ``pure_s``, ``peak_rss_mib``
+    (and optionally ``streamed_cpu_s``, ``pure_cpu_s``)."""
     print(json.dumps(figures))
 
 
@@ -47,7 +48,10 @@ class FiguresTable:
         pure = figures["pixels"] / figures["pure_s"]
         self.sizes.append(size)
         self.peaks.append(figures["peak_rss_mib"])
-        print(f"{size:>6} {streamed:>14.0f} {pure:>10.0f} {streamed / pure:>6.2f} {figures['peak_rss_mib']:>13.0f}")
+        row = f"{size:>6} {streamed:>14.0f} {pure:>10.0f} {streamed / pure:>6.2f} {figures['peak_rss_mib']:>13.0f}"
+        if "streamed_cpu_s" in figures:  # pure CPU time / streamed CPU time: the streamed run's own overhead
+            row += f"   CPU time ratio {figures['pure_cpu_s'] / figures['streamed_cpu_s']:.2f}"
+        print(row)
 
     def summary(self) -> None:
         growth = self.peaks[-1] / self.peaks[0]
