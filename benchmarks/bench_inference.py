@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from streaming_figures import FiguresTable, emit, peak_rss_mib, run_worker
 
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
@@ -75,7 +74,7 @@ def worker(model_path: Path, inputs_json: Path, output: Path, chunk_size: int, p
         start = time.perf_counter()
         reconstruct(model, sources, reference, output, None, options)
         streamed = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
 
     chunks = -(-reference.height // chunk_size) * -(-reference.width // chunk_size)
     start = time.perf_counter()
@@ -83,11 +82,7 @@ def worker(model_path: Path, inputs_json: Path, output: Path, chunk_size: int, p
         model.backend.run(feed, ["s2_estim"])
     pure = time.perf_counter() - start
     pixels = reference.height * reference.width
-    print(
-        json.dumps(
-            {"pixels": pixels, "streamed_s": streamed, "pure_s": pure, "chunks": chunks, "peak_rss_mib": peak_mib}
-        )
-    )
+    emit({"pixels": pixels, "streamed_s": streamed, "pure_s": pure, "chunks": chunks, "peak_rss_mib": peak_mib})
 
 
 def main() -> None:
@@ -115,22 +110,14 @@ def main() -> None:
         print(
             f"crga_os2_unet filters={args.filters} depth={network.params['depth']}, chunks {args.ts} + 2 x {args.pad}"
         )
-        print(f"{'size':>6} {'streamed px/s':>14} {'pure px/s':>10} {'ratio':>6} {'peak RSS MiB':>13}")
-        peaks = []
+        table = FiguresTable()
         for size in args.sizes:
             inputs = prepare_inputs(root / str(size), size)
             inputs_json = root / f"{size}.json"
             inputs_json.write_text(json.dumps({k: [str(p) for p in v] for k, v in inputs.items()}))
             command = [sys.executable, __file__, "--worker", str(model_path), str(inputs_json)]
-            command += [str(root / f"{size}.tif"), str(args.ts), str(args.pad)]
-            result = subprocess.run(command, check=True, capture_output=True, text=True)
-            figures = json.loads(result.stdout.strip().splitlines()[-1])
-            streamed = figures["pixels"] / figures["streamed_s"]
-            pure = figures["pixels"] / figures["pure_s"]
-            peaks.append(figures["peak_rss_mib"])
-            print(f"{size:>6} {streamed:>14.0f} {pure:>10.0f} {streamed / pure:>6.2f} {figures['peak_rss_mib']:>13.0f}")
-        growth = peaks[-1] / peaks[0]
-        print(f"streamed / pure: target >= 0.87; peak RSS {args.sizes[-1]} / {args.sizes[0]}: {growth:.2f} (<= 1.2)")
+            table.add(size, run_worker([*command, str(root / f"{size}.tif"), str(args.ts), str(args.pad)]))
+        table.summary()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "superres": "decloud.superres.superres_command",
     "superres-export-onnx": "decloud.superres.export_card",
     "demo": "decloud.demo.main",
+    "demo-superres": "decloud.demo.superres_main",
     "sits-extract": "decloud.sits.extract",
     "sits-pretrain": "decloud.sits.pretrain_command",
     "sits-finetune": "decloud.sits.finetune_command",

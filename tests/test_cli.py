@@ -49,6 +49,7 @@ COMMAND_FLAGS = {
     "superres": ["--in_image", "--out", "--model", "--ts", "--bicubic", "--cog"],
     "superres-export-onnx": ["--savedmodel", "--output"],
     "demo": ["--out", "--seed"],
+    "demo-superres": ["--out", "--seed", "--quick"],
     "sits-extract": [
         "--s2_dir", "--from_npy", "--tile", "--out", "--window", "--reference_year", "--export_npy", "--overwrite",
     ],

@@ -3,6 +3,7 @@ no-data, naming, both model formats, and bad input."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +77,26 @@ def test_x2_output_is_tile_invariant_covers_the_product_and_keeps_nodata(product
     assert np.abs(small[:, valid].astype(int) - bicubic[:, valid]).mean() > 5  # the network is not the bicubic
 
 
+def test_bicubic_margin_is_its_measured_receptive_field_and_its_tiles_agree(product, tmp_path):
+    from decloud.superres.backends import SavedModelSuperres
+
+    model = create_model("superres_bicubic")
+    path = export_savedmodel(model.model(), model, tmp_path / "bicubic")
+    # A 20 m pixel j reaches the 10 m pixels 2j-3 .. 2j+4 (4 cubic taps per phase), and a 10 m pixel i the 5 m
+    # pixels 2i-3 .. 2i+4: the 20 m pixel reaches the 5 m pixels 4j-9 .. 4j+12, 4.5 10 m pixels beyond its
+    # 2 x 2 block on each side. Radius 5; the margin is a multiple of 2 (whole 20 m pixels): 6.
+    description = json.loads((path / "decloud_model.json").read_text())
+    assert description["receptive_field"]["radius_10m_pixels"] == 5
+    assert SavedModelSuperres(path).margin == 6
+    name = "SENTINEL2B_20201012_L2A_T31TEJ_5m_sisr.tif"
+    runs = {"256": ("--ts", 256, "--pad", 6), "1000": ("--ts", 1000, "--pad", 6), "default": ("--ts", 256)}
+    for run, flags in runs.items():
+        assert _run("--in_image", product, "--out", tmp_path / run, "--model", path, *flags) == 0
+    small, large, default = (_read(tmp_path / run / name)[0].astype(int) for run in runs)
+    assert np.abs(small - large).max() <= 1  # everywhere, borders included
+    assert np.array_equal(small, default)  # the default margin is the measured one
+
+
 def test_model_card_export_runs_in_our_engine_like_the_savedmodel(product, x2_model, tmp_path):
     card = export_card(x2_model, tmp_path / "card" / "carn.yaml")
     content = yaml.safe_load(card.read_text())
@@ -119,6 +140,35 @@ def test_hand_written_card_with_factor_4_and_four_bands_is_honoured(product, tmp
     # Away from the ROI's edges, the mean of each 4x4 block is close to the 10 m pixel (bicubic is smooth).
     blocks = values[0].reshape(48, 4, 64, 4).mean(axis=(1, 3))
     assert np.abs(blocks[4:-4, 4:-4] - red[4:-4, 4:-4]).mean() < 0.05 * red.mean()
+
+
+def test_bands_selects_the_bands_written_for_savedmodels_and_model_cards(product, x2_model, tmp_path, capsys):
+    roip = ("--roip", 0, 0, 64, 48)
+    assert _run("--in_image", product, "--out", tmp_path / "all.tif", "--model", x2_model, *roip) == 0
+    flags = ("--bands", "B11", "B4", "B8")
+    assert _run("--in_image", product, "--out", tmp_path / "three.tif", "--model", x2_model, *roip, *flags) == 0
+    everything, _, _ = _read(tmp_path / "all.tif")
+    three, _, bands = _read(tmp_path / "three.tif")
+    assert bands == ["B11", "B4", "B8"]
+    assert np.array_equal(three, everything[[8, 2, 3]])  # B2 B3 B4 B8 B5 B6 B7 B8A B11 B12
+    _x4_bicubic_onnx(tmp_path / "x4.onnx")
+    (tmp_path / "x4.yaml").write_text("model: x4.onnx\nbands: [B4, B3, B2, B8]\nmargin: 8\nfactor: 4.0\n")
+    card = tmp_path / "x4.yaml"
+    assert _run("--in_image", product, "--out", tmp_path / "card.tif", "--model", card, *roip) == 0
+    flags = ("--bands", "B8", "B4", "--bicubic")
+    assert _run("--in_image", product, "--out", tmp_path / "card2.tif", "--model", card, *roip, *flags) == 0
+    four, _, _ = _read(tmp_path / "card.tif")
+    two, _, bands = _read(tmp_path / "card2.tif")
+    assert bands == ["B8", "B4"] and np.array_equal(two, four[[3, 0]])
+    bicubic, _, bands = _read(tmp_path / "card2_bicubic.tif")
+    assert bands == ["B8", "B4"] and np.abs(bicubic.astype(int) - two).max() <= 1  # this card is a bicubic
+    capsys.readouterr()
+    for bands, culprit in ((("B4", "B5"), "--bands B5: not given by the model"), (("B1",), "--bands: bands ['B1']")):
+        out = tmp_path / f"bad_{bands[-1]}.tif"
+        assert _run("--in_image", product, "--out", out, "--model", card, "--bands", *bands) == 1
+        error = capsys.readouterr().err
+        assert culprit in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+        assert not out.exists()
 
 
 def test_bad_inputs_fail_with_one_line_and_write_nothing(product, x2_model, tmp_path, capsys):

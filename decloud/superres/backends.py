@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA
-from decloud.core.errors import InputNotFoundError
+from decloud.core.errors import InputNotFoundError, InvalidArgumentError
+from decloud.models.export import tiling_margin
 from decloud.models.model import SOURCE_BANDS
 from decloud.models.registry import create_model
 from decloud.production.backends import ModelBackend, ModelError, SavedModelBackend
+from decloud.superres.bands import check_bands
 from decloud.superres.model_card import ONNX_INPUT, ModelCard, is_model_card, read_model_card
 from decloud.superres.models import S2_20M_KEY, S2_KEY, SuperresModel
 from decloud.superres.upsampling import upsample
@@ -51,20 +53,41 @@ def stack_bands(inputs: Mapping[str, np.ndarray], bands: Sequence[str]) -> np.nd
 
 class SuperresBackend(ModelBackend):
     """A super-resolution model: ``factor`` (output pixels per 10 m pixel), ``bands`` it returns,
-    ``margin`` (10 m pixels) tiled inference needs."""
+    ``margin`` (10 m pixels) tiled inference needs. ``run`` returns the ``output_bands`` (all of ``bands``
+    unless :meth:`select_bands` chose some)."""
 
     factor: int  #: 1 for 20 m -> 10 m sharpening
     bands: list[str]
     margin: int
     with_bicubic: bool = False
+    _selected: list[str] | None = None
+
+    @property
+    def output_bands(self) -> list[str]:
+        return list(self.bands) if self._selected is None else list(self._selected)
+
+    def select_bands(self, bands: Sequence[str], source: str | os.PathLike[str]) -> None:
+        """Return only ``bands`` (in that order), which must be bands the model gives; a clear error otherwise."""
+        check_bands(list(bands), "--bands")
+        missing = [band for band in bands if band not in self.bands]
+        if missing:
+            raise InvalidArgumentError(
+                f"--bands {' '.join(missing)}: not given by the model {source} (its bands: {' '.join(self.bands)})"
+            )
+        self._selected = list(bands)
 
     def bicubic(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         if self.factor == 1:  # sharpening: the 20 m bands upsampled to 10 m
-            return stack_bands(inputs, self.bands)
-        return upsample(stack_bands(inputs, self.bands), self.factor)
+            return stack_bands(inputs, self.output_bands)
+        return upsample(stack_bands(inputs, self.output_bands), self.factor)
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        results = {SISR: self.estimate(inputs)} if SISR in outputs else {}
+        results = {}
+        if SISR in outputs:
+            estimate = self.estimate(inputs)
+            if self._selected is not None:
+                estimate = estimate[..., [self.bands.index(band) for band in self._selected]]
+            results[SISR] = estimate
         if BICUBIC in outputs:
             results[BICUBIC] = self.bicubic(inputs)
         return results
@@ -87,7 +110,7 @@ class SavedModelSuperres(SuperresBackend):
         self.factor = round(1 / model.output_scale)
         self.sources = model.output_sources()
         self.bands = [band for source in self.sources for band in SOURCE_BANDS[source]]
-        self.margin = model.margin
+        self.margin = tiling_margin(self.saved.serving)  # measured on the exported model
         self.inputs = dict(self.saved.inputs)
         self.outputs = [SISR, BICUBIC]
 

@@ -92,5 +92,5 @@ def _percent(part: float, whole: float) -> float:
 def write_profiles_png(profiles: dict[str, np.ndarray], path: str | os.PathLike[str], size: int = 320) -> None:
     """A plot of the profiles (log amplitude against frequency, from the second ring to Nyquist: the first
     holds little but the removed mean) as a PNG, one colour per profile, in the order given: grey, blue,
-    orange, green (no plotting library: drawn with numpy)."""
+    orange, green, with their names (no plotting library: drawn with numpy and Pillow)."""
     plot_lines({name: np.log10(np.maximum(profile[1:], 1e-12)) for name, profile in profiles.items()}, path, size)

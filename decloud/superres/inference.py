@@ -35,7 +35,7 @@ from decloud.superres.models import S2_20M_KEY, S2_KEY
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TILE_SIZE = 512
+DEFAULT_CHUNK_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class SuperresRequest:
     out: Path
     model: Path
     factor: float | None = None  #: checked against the model's
-    bands: Sequence[str] | None = None  #: checked against the model's
-    tile_size: int = DEFAULT_TILE_SIZE
+    bands: Sequence[str] | None = None  #: the bands to write (among the model's), all of them by default
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     pad: int | None = None  #: 10 m pixels; the model's margin by default
     roi: tuple[float, float, float, float] | None = None  #: left bottom right top, map units
     roip: tuple[int, int, int, int] | None = None  #: col0 row0 col1 row1, 10 m pixels
@@ -111,8 +111,8 @@ def roi_grid(grid: Grid, roi: tuple | None, roip: tuple | None, step: int, phase
 def _check_request(request: SuperresRequest, backend: SuperresBackend) -> None:
     if request.factor is not None and check_factor(request.factor) != backend.factor:
         raise InvalidArgumentError(f"--factor {request.factor:g} but the model {request.model} is x{backend.factor}")
-    if request.bands is not None and list(request.bands) != backend.bands:
-        raise InvalidArgumentError(f"--bands {list(request.bands)} but the model {request.model} gives {backend.bands}")
+    if request.bands is not None:
+        backend.select_bands(request.bands, request.model)
 
 
 def output_paths(request: SuperresRequest, product_name: str, pixel_size: float) -> dict[str, Path]:
@@ -131,11 +131,13 @@ def output_paths(request: SuperresRequest, product_name: str, pixel_size: float)
     return paths
 
 
-def run_superres(request: SuperresRequest) -> list[Path]:
-    """Stream the model over the product; return the written GeoTIFFs."""
+def run_superres(request: SuperresRequest, backend: SuperresBackend | None = None) -> list[Path]:
+    """Stream the model over the product; return the written GeoTIFFs. ``backend``: the model of
+    ``request.model`` when the caller has already loaded it (it is loaded here otherwise)."""
     if request.roi is not None and request.roip is not None:
         raise InvalidArgumentError("give --roi or --roip, not both")
-    backend = load_superres_backend(request.model)
+    if backend is None:
+        backend = load_superres_backend(request.model)
     _check_request(request, backend)
     scratch = request.out if request.out.suffix.lower() not in (".tif", ".tiff") else request.out.parent
     with gdal_environment(), prepared_product(request.in_image, scratch) as product_dir, ExitStack() as stack:
@@ -155,12 +157,12 @@ def run_superres(request: SuperresRequest) -> list[Path]:
         ]
         scale = 1.0 / backend.factor
         outputs_at = output_paths(request, product_dir.name, 10 * scale)
-        outputs = [OutputSpec(kind, path, backend.bands, scale=scale) for kind, path in outputs_at.items()]
+        outputs = [OutputSpec(kind, path, backend.output_bands, scale=scale) for kind, path in outputs_at.items()]
         step = chunk_step(sources, outputs, 1)
         pad = backend.margin if request.pad is None else request.pad
         pad = -(-pad // step) * step if request.pad is None else pad
         engine = StreamingEngine(
-            backend, sources, reference, outputs, chunk_size=request.tile_size, pad=pad, model_name=str(request.model)
+            backend, sources, reference, outputs, chunk_size=request.chunk_size, pad=pad, model_name=str(request.model)
         )
         log.info("x%d over %s with a margin of %d pixels", backend.factor, reference.describe(), pad)
         return engine.run(cog=request.cog)

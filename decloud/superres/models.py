@@ -28,7 +28,7 @@ from decloud.models.model import Model
 from decloud.models.registry import register
 from decloud.superres.bands import check_factor
 from decloud.superres.degradation import degrade
-from decloud.superres.networks import carn_sharpener, carn_upsampler, receptive_radius
+from decloud.superres.networks import carn_sharpener, carn_upsampler
 from decloud.superres.upsampling import CubicUpsampling
 
 #: The acquisition the super-resolution records hold (a layout with one clear S2 image named ``t``).
@@ -61,11 +61,6 @@ class SuperresModel(Model):
         """The factor by which training inputs are degraded."""
         raise NotImplementedError
 
-    @property
-    def margin(self) -> int:
-        """10 m pixels on each side that influence an output pixel (the margin tiled inference needs)."""
-        return 0
-
     @classmethod
     def evaluator(cls) -> tuple[Any, Any]:
         from decloud.superres.evaluation import evaluate_superres, format_superres_table  # imports this module
@@ -73,9 +68,10 @@ class SuperresModel(Model):
         return evaluate_superres, format_superres_table
 
     def describe_outputs(self, contract: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The main outputs only (no cropped copies), at their pixel size."""
+        """The main outputs only (no cropped copies), at their pixel size. The margin tiled inference needs is
+        the receptive field measured on the exported model (the description's ``tiling``)."""
         return [
-            {**description, "pixel_size_m": 10 * self.output_scale, "margin_10m_pixels": self.margin}
+            {**description, "pixel_size_m": 10 * self.output_scale}
             for description in contract
             if description["cropped_pixels_per_side"] == 0 and "_pad" not in description["name"]
         ]
@@ -150,35 +146,22 @@ class SuperresCarn(_Upsampler):
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         return self.split(self.network()(self.stack(normalized_inputs)))
 
-    @property
-    def margin(self) -> int:
-        steps = self.params["factor"].bit_length() - 1
-        return receptive_radius(self.params["blocks"], self.params["units"], steps) + 2 * self.with_20m_bands
-
 
 @register("superres_bicubic")
 class SuperresBicubic(_Upsampler):
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         return self.split(CubicUpsampling(self.params["factor"], name="bicubic")(self.stack(normalized_inputs)))
 
-    @property
-    def margin(self) -> int:
-        return 4
-
 
 @register("sharpen_carn")
 class SharpenCarn(_Sharpener):
-    DEFAULTS: ClassVar[dict[str, Any]] = dict(CARN_DEFAULTS)
+    DEFAULTS: ClassVar[dict[str, Any]] = {**CARN_DEFAULTS, "modulated": True}
 
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         p = self.params
-        network = carn_sharpener(4, 6, p["filters"], p["blocks"], p["units"], p["groups"])
+        network = carn_sharpener(4, 6, p["filters"], p["blocks"], p["units"], p["groups"], p["modulated"])
         upsampled = CubicUpsampling(2, name="bands_20m_to_10m")(normalized_inputs[S2_20M_KEY])
         return {keys.S2_20M: network([normalized_inputs[S2_KEY], upsampled])}
-
-    @property
-    def margin(self) -> int:
-        return receptive_radius(self.params["blocks"], self.params["units"], 0) + 2
 
 
 @register("sharpen_bicubic")
@@ -186,7 +169,3 @@ class SharpenBicubic(_Sharpener):
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         # The guide is an input of the contract, unused by the baseline.
         return {keys.S2_20M: CubicUpsampling(2, name="bicubic")(normalized_inputs[S2_20M_KEY])}
-
-    @property
-    def margin(self) -> int:
-        return 4

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from decloud.core.cli import run_command
-from decloud.superres.inference import DEFAULT_TILE_SIZE, SuperresRequest, run_superres
+from decloud.superres.inference import DEFAULT_CHUNK_SIZE, SuperresRequest, run_superres
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, required=True, help="SavedModel folder or model card (.yaml)")
     parser.add_argument("--factor", type=float, help="expected factor (2 or 4); an error if the model's differs")
-    parser.add_argument("--bands", nargs="+", help="expected output bands; an error if the model's differ")
     parser.add_argument(
-        "--ts", type=int, default=DEFAULT_TILE_SIZE, help="side of the chunks the model runs on at once, 10 m pixels"
+        "--bands", nargs="+", help="bands to write, in this order, among the model's (default: all the model's bands)"
+    )
+    parser.add_argument(
+        "--ts", type=int, default=DEFAULT_CHUNK_SIZE, help="side of the chunks the model runs on at once, 10 m pixels"
     )
     parser.add_argument("--pad", type=int, help="margin in 10 m pixels (default: the model's)")
     parser.add_argument(
@@ -64,7 +66,7 @@ def request_from_args(args: argparse.Namespace) -> SuperresRequest:
         model=args.model,
         factor=args.factor,
         bands=args.bands,
-        tile_size=args.ts,
+        chunk_size=args.ts,
         pad=args.pad,
         roi=tuple(args.roi) if args.roi else None,
         roip=tuple(args.roip) if args.roip else None,
