@@ -196,7 +196,7 @@ def _to_output_values(estimate: np.ndarray, valid: np.ndarray, output: OutputSpe
     float copy, since the main thread, which also runs the model, does this for every output pixel (a x2
     super-resolution writes 40 values per input pixel)."""
     if output.convert is not None:
-        values = np.full(estimate.shape, output.nodata, output.dtype)
+        values = np.full((*valid.shape, len(output.descriptions)), output.nodata, output.dtype)
         values[valid] = output.convert(estimate[valid])
         return values
     values = np.rint(estimate)
