@@ -23,6 +23,7 @@ from decloud.core.errors import InvalidArgumentError
 from decloud.core.keys import sample_keys
 from decloud.models import checkpoints
 from decloud.models.registry import create_model
+from decloud.models.stuck_workers import ROLL_CALL_SECONDS, silent_workers
 from decloud.models.train_from_tfrecords import main
 from decloud.models.training_loop import TrainingConfig, lost_worker_message, train
 from decloud.testing.records import LAYOUTS, write_records
@@ -251,43 +252,121 @@ def test_multiworker_strategy_with_two_local_workers(records, tmp_path):
     assert (tmp_path / "sm0" / "saved_model.pb").is_file() and not (tmp_path / "sm1").exists()
 
 
-@pytest.mark.slow
-def test_multiworker_training_fails_naming_a_worker_killed_mid_epoch(records, tmp_path):
-    ports = free_ports(2)
+#: A ``decloud train`` worker that prints "3 steps done" when its fourth training step has ended, and that
+#: after SIGUSR1 gets stuck at the end of its next step (as in a callback writing to a hung file system): its
+#: main thread sleeps between two steps while TensorFlow's threads, its heartbeats among them, go on.
+WORKER = """
+import signal, sys, time
+from decloud.models import stuck_workers
+stuck = []
+signal.signal(signal.SIGUSR1, lambda *_: stuck.append(True))
+batch_end = stuck_workers.StepWatchdog.on_train_batch_end
+def on_train_batch_end(self, batch, logs=None):
+    batch_end(self, batch, logs)
+    if batch == 3:
+        print("3 steps done", flush=True)
+    if stuck:
+        time.sleep(10**6)
+stuck_workers.StepWatchdog.on_train_batch_end = on_train_batch_end
+from decloud.models.train_from_tfrecords import main
+sys.exit(main())
+"""
+
+
+def start_workers(records, tmp_path: Path, count: int, timeout: int) -> tuple[list[subprocess.Popen], list[Path], list]:
+    """``count`` ``decloud train`` workers of one MultiWorkerMirroredStrategy run on localhost, returned once
+    each has ended a few steps of the first epoch (of 100000 steps: far from its end)."""
+    ports = free_ports(count)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     arguments = ["--training_record", str(records["train"]), "-m", "crga_os2_david", "--model_params", '{"filters": 4}']
     arguments += ["-bt", "2", "-e", "2", "--steps_per_epoch", "100000", "--strategy", "multiworker"]
-    workers, logs = [], [tmp_path / f"worker{index}.err" for index in range(2)]
-    for index in range(2):
+    arguments += ["--collective_timeout", str(timeout)]
+    workers, logs = [], [tmp_path / f"worker{index}.err" for index in range(count)]
+    for index in range(count):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "decloud.models.train_from_tfrecords", *arguments, "--collective_timeout", "30"],
+                [sys.executable, "-c", WORKER, *arguments],
                 stdout=subprocess.PIPE,
                 stderr=logs[index].open("w"),  # a file: TensorFlow's logs cannot fill a pipe and block it
                 text=True,
                 env={**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"},
             )
         )
+    try:
+        for worker in workers:
+            assert "3 steps done\n" in iter(worker.stdout.readline, "")
+        assert all(worker.poll() is None for worker in workers)
+    except BaseException:
+        stop_workers(workers)
+        raise
+    return workers, logs, ports
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        worker.kill()  # SIGKILL also ends a stopped process
+        worker.communicate()
+
+
+@pytest.mark.slow
+def test_multiworker_training_fails_naming_a_worker_killed_mid_epoch(records, tmp_path):
+    workers, logs, ports = start_workers(records, tmp_path, 2, timeout=30)
     chief, other = workers
     try:
-        for line in chief.stdout:  # Keras prints "Epoch 1/2" as the first epoch starts
-            if line.startswith("Epoch 1/2"):
-                break
-        time.sleep(5)  # a few steps into the epoch (100000 steps: far from its end)
-        assert chief.poll() is None and other.poll() is None
         other.kill()
         chief.communicate(timeout=300)
     finally:
-        for worker in workers:
-            worker.kill()
-            worker.communicate()
+        stop_workers(workers)
     assert chief.returncode == 1
     message = logs[0].read_text().strip().splitlines()[-1]
     assert message.startswith(
         f"decloud train: error: multi-worker training stopped: lost worker 1 (localhost:{ports[1]})"
     )
     assert "--collective_timeout" in message
+
+
+@pytest.mark.slow
+def test_multiworker_training_fails_naming_a_worker_stopped_mid_epoch(records, tmp_path):
+    """A worker alive but not progressing (SIGSTOP: its sockets stay open, nothing is refused) makes the
+    chief stop within the collective timeout, with one line naming it, instead of waiting forever."""
+    timeout = 20
+    workers, logs, ports = start_workers(records, tmp_path, 2, timeout=timeout)
+    chief, other = workers
+    try:
+        other.send_signal(signal.SIGSTOP)
+        chief.communicate(timeout=timeout + 60)  # the timeout, plus the slack of a busy machine
+    finally:
+        stop_workers(workers)
+    assert chief.returncode == 1
+    lines = logs[0].read_text().strip().splitlines()
+    assert lines[-1].startswith(
+        f"decloud train: error: multi-worker training stopped: lost worker 1 (localhost:{ports[1]})"
+    ), "\n".join(lines[-30:])
+    assert "--collective_timeout" in lines[-1] and not any(line.startswith("Traceback") for line in lines)
+
+
+@pytest.mark.slow
+def test_multiworker_training_fails_naming_a_worker_stuck_mid_epoch(records, tmp_path):
+    """A worker alive and sending heartbeats but stuck between two steps (TensorFlow's timeout names nobody):
+    the two others stop within the collective timeout plus the roll call, naming it in one line."""
+    timeout = 20
+    workers, logs, ports = start_workers(records, tmp_path, 3, timeout=timeout)
+    try:
+        workers[2].send_signal(signal.SIGUSR1)
+        for worker in workers[:2]:
+            worker.communicate(timeout=timeout + ROLL_CALL_SECONDS + 60)  # plus the slack of a busy machine
+    finally:
+        stop_workers(workers)
+    for worker, log in zip(workers[:2], logs[:2], strict=True):
+        lines = log.read_text().strip().splitlines()
+        assert worker.returncode == 1, "\n".join(lines[-30:])
+        assert lines[-1].startswith(
+            f"decloud train: error: multi-worker training stopped: lost worker 2 (localhost:{ports[2]}) "
+            "(collectives wait at most 20 s, --collective_timeout); TensorFlow said: "
+        ), "\n".join(lines[-30:])
+        assert "a training step did not end within 20 s" in lines[-1]
+        assert not any(line.startswith("Traceback") for line in lines)
 
 
 def test_a_lost_worker_is_named_with_its_address(monkeypatch):
@@ -301,5 +380,26 @@ def test_a_lost_worker_is_named_with_its_address(monkeypatch):
         "multi-worker training stopped: lost worker 2 (host-c:2222) (collectives wait at most 30 s, "
         "--collective_timeout); TensorFlow said: The following tasks are unhealthy (stopped sending heartbeats):"
     )
+    # TensorFlow's timeout names only this worker's own device: nobody is lost
+    timed_out = tf.errors.DeadlineExceededError(
+        None, None, "{{function_node __wrapped__CollectiveReduceV2_device_/job:worker/replica:0/task:0/device:CPU:0}}"
+        " Collective has timed out during execution.",
+    )  # fmt: skip
+    assert lost_worker_message(timed_out, 20).startswith(
+        "multi-worker training stopped: a worker did not answer (collectives wait at most 20 s"
+    )
+    # the step watchdog's abort names the workers silent in its roll call
+    aborted = tf.errors.DeadlineExceededError(
+        None, None, "{{function_node __wrapped__CollectiveReduceV2_device_/job:worker/replica:0/task:0/device:CPU:0}}"
+        " step timed out: a training step did not end within 20 s; silent workers: /job:worker/replica:0/task:1",
+    )  # fmt: skip
+    assert lost_worker_message(aborted, 20).startswith(
+        "multi-worker training stopped: lost worker 1 (host-b:2222) (collectives wait at most 20 s, "
+        "--collective_timeout); TensorFlow said: {{function_node"
+    )
+    # of two workers, the other one did not answer
+    two = {"cluster": {"worker": cluster["worker"][:2]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(two))
+    assert silent_workers() == [("worker", 0)]
     with pytest.raises(InvalidArgumentError, match="collective timeout must be a positive number of seconds"):
         train(TrainingConfig(model="crga_os2_david", training_record=Path("r"), collective_timeout=0))

@@ -7,7 +7,8 @@
 - An epoch is ``steps_per_epoch`` global batches (default: one pass over the training records), drawn from
   a shuffled, repeated stream, so every worker runs the same number of steps.
 - Multi-worker collectives give up after ``collective_timeout`` seconds: a worker that dies or hangs makes the
-  others fail with an error naming it, instead of waiting forever.
+  others fail with an error naming it, instead of waiting forever (TensorFlow names a dead or stopped worker,
+  whose heartbeats stop; :mod:`decloud.models.stuck_workers` names one alive but stuck).
 - After each epoch the chief saves weights, optimizer state and epoch (:mod:`decloud.models.checkpoints`);
   the same command started again resumes there. Only the chief writes checkpoints, summaries, the SavedModel.
 """
@@ -39,6 +40,7 @@ from decloud.models.losses import get_loss
 from decloud.models.metrics import ALL_METRICS, DEFAULT_METRICS, keras_metrics
 from decloud.models.model import Model
 from decloud.models.registry import create_model, import_modules
+from decloud.models.stuck_workers import ROLL_CALL_SECONDS, StepWatchdog, cluster_and_task
 from decloud.sampling.tfrecords import check_sample_counts, corrupt_records_named
 
 log = logging.getLogger(__name__)
@@ -53,17 +55,23 @@ PEER_FAILURES = (
 )
 
 
+#: Seconds TensorFlow's own collective timeout waits beyond the step watchdog and its roll call.
+BACKSTOP_SECONDS = 30.0
+
+
 class WorkerLostError(DecloudError):
     """A multi-worker run lost a worker (dead, hung, or unreachable)."""
 
 
-def lost_worker_message(error: tf.errors.OpError, timeout: float) -> str:
-    """One line naming the worker(s) that TensorFlow's error points to, with their address in TF_CONFIG."""
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    tasks = sorted(set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error.message))))
-    this = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    others = [(job, index) for job, index in tasks if (job, int(index)) != (this.get("type"), this.get("index"))]
-    named = ", ".join(f"{job} {index} ({_address(cluster, job, int(index))})" for job, index in others or tasks)
+def lost_worker_message(
+    error: tf.errors.OpError, timeout: float, silent: Sequence[tuple[str, int]] | None = None
+) -> str:
+    """One line naming the workers ``silent`` in this worker's roll call when it made one
+    (:class:`~decloud.models.stuck_workers.StepWatchdog`), else those TensorFlow's error points to (a dead or
+    stopped worker, or the stuck ones another worker's watchdog named), with their address in TF_CONFIG."""
+    cluster, _ = cluster_and_task()
+    others = list(silent) if silent is not None else named_peers(error)
+    named = ", ".join(f"{job} {index} ({_address(cluster, job, index)})" for job, index in others)
     culprit = f"lost {named}" if named else "a worker did not answer"
     lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
     telling = [line for line in lines if any(word in line.lower() for word in _TELLING_WORDS)]
@@ -72,6 +80,14 @@ def lost_worker_message(error: tf.errors.OpError, timeout: float) -> str:
         f"multi-worker training stopped: {culprit} (collectives wait at most {timeout:g} s, "
         f"--collective_timeout); TensorFlow said: {said[:300]}"
     )
+
+
+def named_peers(error: tf.errors.OpError) -> list[tuple[str, int]]:
+    """The (job, index) of the other tasks TensorFlow's error names (a dead worker, one without heartbeats);
+    a timeout names only this task's own devices."""
+    found = re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error.message))
+    this = cluster_and_task()[1]
+    return sorted({(job, int(index)) for job, index in found} - {this})
 
 
 #: Words of the line of TensorFlow's error that tells what happened (its first line is often "Graph execution error").
@@ -157,14 +173,16 @@ def _check_config(config: TrainingConfig) -> None:
 
 def make_strategy(name: str, collective_timeout: float = 600.0) -> tf.distribute.Strategy:
     """The distribution strategy called ``name``; create it before any other TensorFlow work (a
-    MultiWorkerMirroredStrategy must configure the runtime first). Its collectives time out after
-    ``collective_timeout`` seconds."""
+    MultiWorkerMirroredStrategy must configure the runtime first). Training steps are watched by a
+    :class:`~decloud.models.stuck_workers.StepWatchdog` after ``collective_timeout`` seconds; TensorFlow's
+    own collective timeout, later, covers what it does not watch (each epoch's first step, validation)."""
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise InvalidArgumentError(
                 "--strategy multiworker needs the TF_CONFIG environment variable (cluster, task)"
             )
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout)
+        backstop = collective_timeout + ROLL_CALL_SECONDS + BACKSTOP_SECONDS
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=backstop)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
@@ -311,7 +329,9 @@ def _fit(run: _Run, initial_epoch: int, best: float | None) -> tuple[dict[str, l
     config, strategy = run.config, run.strategy
     dataset, steps = _training_dataset(strategy, run.model, config)
     monitor = "val_loss" if run.validation else "loss"
-    callbacks: list[keras.callbacks.Callback] = [run.validation] if run.validation else []
+    watchdog = StepWatchdog(config.collective_timeout) if config.strategy == "multiworker" else None
+    callbacks: list[keras.callbacks.Callback] = [watchdog] if watchdog else []  # first: see StepWatchdog
+    callbacks += [run.validation] if run.validation else []
     if config.save_ckpt_dir is not None:
         callbacks.append(
             checkpoints.EpochCheckpoint(
@@ -344,7 +364,8 @@ def _fit(run: _Run, initial_epoch: int, best: float | None) -> tuple[dict[str, l
         except PEER_FAILURES as error:
             if config.strategy != "multiworker":
                 raise
-            raise WorkerLostError(lost_worker_message(error, config.collective_timeout)) from error
+            silent = watchdog.silent() if watchdog else None
+            raise WorkerLostError(lost_worker_message(error, config.collective_timeout, silent)) from error
     history = {key: [float(value) for value in values] for key, values in result.history.items()}
     return history, initial_epoch + len(result.epoch)
 
