@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,11 @@ class _BandMoments:
         self.total += np.einsum("nc->c", selected, dtype=np.int64)
         self.squares += np.einsum("nc,nc->c", selected, selected, dtype=np.int64)
 
+    def merge(self, other: _BandMoments) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.squares += other.squares
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.count == 0:
             return np.zeros_like(self.total, np.float32), np.ones_like(self.total, np.float32)
@@ -220,20 +226,32 @@ class _BandMoments:
         return mean.astype(np.float32), np.sqrt(np.maximum(self.squares / self.count - mean**2, 0)).astype(np.float32)
 
 
-def _read_ahead(source: ObservationSource, windows: Sequence[Window]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The source's windows, in order, each read by one thread while the caller writes the previous one (GDAL's
-    decoding and Zarr's compression then share the cores); at most two windows are in memory."""
+def _read_ahead(read: Callable[[Window], _Read], windows: Sequence[Window]) -> Iterator[_Read]:
+    """``read`` of the windows, in order, each run by one thread while the caller writes the previous one (GDAL's
+    decoding and the band moments then share the cores with Zarr's compression); at most two windows are in
+    memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decloud-series-reader") as pool:
-        pending = pool.submit(source.read, windows[0]) if windows else None
+        pending = pool.submit(read, windows[0]) if windows else None
         try:
             for index in range(len(windows)):
                 ready = pending.result()
-                pending = pool.submit(source.read, windows[index + 1]) if index + 1 < len(windows) else None
+                pending = pool.submit(read, windows[index + 1]) if index + 1 < len(windows) else None
                 yield ready
         finally:
             if pending is not None:
                 pending.cancel()
                 wait([pending])
+
+
+_Read = tuple[np.ndarray, np.ndarray, _BandMoments]
+
+
+def _read_measured(source: ObservationSource, window: Window) -> _Read:
+    """A window of the source, with the band moments of its valid observations."""
+    values, valid = source.read(window)
+    moments = _BandMoments(len(source.bands))
+    moments.add(values, valid)
+    return values, valid, moments
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -295,12 +313,15 @@ def extract_series(
                 for col in range(0, grid.width, window_size)
             ]
             tile_windows = [Window(w.col_off + origin[1], w.row_off + origin[0], w.width, w.height) for w in windows]
-            with closing(_read_ahead(source, tile_windows)) as series:  # the reader has stopped when this exits
-                for part, (values, valid) in zip(progress(windows, desc=f"{source.name} series"), series, strict=True):
+            read = partial(_read_measured, source)
+            with closing(_read_ahead(read, tile_windows)) as series:  # the reader has stopped when this exits
+                for part, (values, valid, part_moments) in zip(
+                    progress(windows, desc=f"{source.name} series"), series, strict=True
+                ):
                     rows, cols = part.toslices()
                     values_array[:, rows, cols] = values
                     valid_array[:, rows, cols] = valid
-                    moments.add(values, valid)
+                    moments.merge(part_moments)
             mean, std = moments.result()
             doys = np.asarray(days_of_season(source.dates, year), np.int16)
             dates = tuple(date.date().isoformat() for date in source.dates)
