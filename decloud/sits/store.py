@@ -42,7 +42,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from zarr.codecs import ZstdCodec
 
-from decloud.core.atomic import atomic_directory
+from decloud.core.atomic import atomic_directory, outputs_to_write, skip_message
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.progress import progress
 from decloud.core.raster import Grid
@@ -254,16 +254,16 @@ def _read_measured(source: ObservationSource, window: Window) -> _Read:
     return values, valid, moments
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    """An existing output is replaced only with ``overwrite`` and only when it is a store written by us."""
-    if not path.exists():
-        return
-    if not overwrite:
-        raise InvalidArgumentError(f"{path} exists (use --overwrite to replace it)")
-    try:
-        SeriesStore(path)
-    except (InvalidFileError, InputNotFoundError) as error:
-        raise InvalidArgumentError(f"{path} exists and is not a time-series store: not replaced") from error
+def _to_write(path: Path, overwrite: bool) -> bool:
+    """Whether to write the store ``path`` (the rule of every output: a store of ours is skipped, or replaced with
+    ``overwrite``); anything else there, a folder of decloud's that is not a store included, is never replaced."""
+    write = outputs_to_write([path], overwrite)
+    if path.is_dir() and any(path.iterdir()):
+        try:
+            SeriesStore(path)
+        except (InvalidFileError, InputNotFoundError) as error:
+            raise InvalidArgumentError(f"{path} exists and is not a time-series store: not replaced") from error
+    return write
 
 
 def extract_series(
@@ -287,7 +287,9 @@ def extract_series(
     for source in sources[1:]:
         if source.tile != first.tile or not source.grid.same_as(first.grid):
             raise InvalidArgumentError(f"source {source.name} is not on the grid of tile {first.tile}")
-    _check_output(out, overwrite)
+    if not _to_write(out, overwrite):
+        log.info(skip_message([out]))
+        return out
     full = Window(0, 0, first.grid.width, first.grid.height)
     area = full if window is None else window.intersection(full)
     if window is not None and (area.width != window.width or area.height != window.height):
@@ -396,7 +398,9 @@ def import_npy(
     grid = grid or Grid(None, Affine.identity(), width, height)
     if (grid.height, grid.width) != (height, width):
         raise InvalidArgumentError(f"grid {grid.describe()} is not the {height}x{width} size of {folder}")
-    _check_output(out, overwrite)
+    if not _to_write(out, overwrite):
+        log.info(skip_message([out]))
+        return out
     with atomic_directory(out) as work:
         group = _new_group(work, tile, grid, (0, 0))
         values_array, valid_array = _new_arrays(group, source, count, grid, channels, nodata)
