@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -136,19 +135,27 @@ def prepare_embedding(root: Path, size: int, dates: int) -> None:
     save_encoder(encoder, {"source": "s2", "bands": list(BANDS), "max_length": dates}, root / f"encoder{size}")
 
 
+def _status_kb(field: str) -> int:
+    """A memory figure (kB) of this process from /proc/self/status (Linux)."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1])
+
+
 def bench_embedding(root: Path, size: int, dates: int) -> tuple[float, float, int, int]:
-    """Run in a fresh process: pixels/s streamed and in memory, peak RSS (kB) of the process and its growth
-    during the streamed run (above the RSS once TensorFlow is imported)."""
+    """Run in a fresh process: pixels/s streamed and in memory, peak RSS (kB) of the streamed run (the process's
+    high-water mark, reset once TensorFlow is imported: the import's own peak is higher than the run's), and its
+    growth above the RSS before the run."""
     from decloud.sits.encoding import encode_pixels
     from decloud.sits.maps import embed
     from decloud.sits.pretrain import load_encoder
 
     store = root / f"map{size}.zarr"
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")  # resets the high-water mark VmHWM to the current RSS
+    baseline = _status_kb("VmRSS:")
     start = time.perf_counter()
     embed(root / f"encoder{size}", store, root / f"map{size}.tif", pca=True)
     streamed = size * size / (time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM:")
     encoder, _ = load_encoder(root / f"encoder{size}")
     info = SeriesStore(store).sources["s2"]
     side = min(size, 512)
@@ -190,7 +197,7 @@ def main() -> None:
         print(
             f"embedding {size}x{size} x {args.dates} dates (MLP dim 16, int8 + PCA): streamed {streamed:.0f} px/s, "
             f"in memory {in_memory:.0f} px/s, ratio {streamed / in_memory:.2f}; peak RSS {peak / 1024:.0f} MB "
-            f"({growth / 1024:.0f} MB above the process once TensorFlow is imported)"
+            f"({growth / 1024:.0f} MB above the RSS before it)"
         )
     small, large = args.map_sizes
     print(

@@ -268,6 +268,11 @@ def readable(path: Path) -> str | None:
         if path.is_dir():
             if not (path / COMPLETION_MARKER).is_file():
                 return "folder without completion marker"
+            if (path / "zarr.json").is_file():  # a series store: its arrays' folders are Zarr's, read it all
+                store = SeriesStore(path)
+                for source in store.sources:
+                    store.read(source)
+                return None
             return next((f"{p.name}: {why}" for p in sorted(path.iterdir()) if (why := readable(p))), None)
         if path.suffix == ".tif":
             with rasterio.open(path) as dataset:

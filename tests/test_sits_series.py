@@ -181,6 +181,18 @@ def test_products_of_different_tiles_are_refused(prepared, tmp_path, capsys):
     assert not (tmp_path / "mixed.zarr").exists()
 
 
+def test_a_rerun_skips_its_store_and_overwrite_replaces_it(prepared, tmp_path):
+    args = ["sits-extract", "--s2_dir", str(prepared), "--out", str(tmp_path / "s.zarr")]
+    args += ["--window", "0", "0", "64", "64"]
+    assert decloud_main(args) == 0
+    written = (tmp_path / "s.zarr" / "zarr.json").stat().st_mtime_ns
+    assert decloud_main(args) == 0  # ours: skipped, untouched
+    assert (tmp_path / "s.zarr" / "zarr.json").stat().st_mtime_ns == written
+    assert decloud_main([*args, "--overwrite"]) == 0
+    assert (tmp_path / "s.zarr" / "zarr.json").stat().st_mtime_ns > written
+    assert SeriesStore(tmp_path / "s.zarr").read("s2")[0].shape == (3, 64, 64, 10)
+
+
 def test_an_existing_output_is_not_replaced_without_overwrite(prepared, tmp_path):
     existing = tmp_path / "mine.zarr"
     existing.mkdir()

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from zarr.codecs import ZstdCodec
 
-from decloud.core.atomic import atomic_directory
+from decloud.core.atomic import atomic_directory, outputs_to_write, skip_message
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.core.progress import progress
 from decloud.core.raster import Grid
@@ -213,6 +214,11 @@ class _BandMoments:
         self.total += np.einsum("nc->c", selected, dtype=np.int64)
         self.squares += np.einsum("nc,nc->c", selected, selected, dtype=np.int64)
 
+    def merge(self, other: _BandMoments) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.squares += other.squares
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.count == 0:
             return np.zeros_like(self.total, np.float32), np.ones_like(self.total, np.float32)
@@ -220,15 +226,16 @@ class _BandMoments:
         return mean.astype(np.float32), np.sqrt(np.maximum(self.squares / self.count - mean**2, 0)).astype(np.float32)
 
 
-def _read_ahead(source: ObservationSource, windows: Sequence[Window]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The source's windows, in order, each read by one thread while the caller writes the previous one (GDAL's
-    decoding and Zarr's compression then share the cores); at most two windows are in memory."""
+def _read_ahead(read: Callable[[Window], _Read], windows: Sequence[Window]) -> Iterator[_Read]:
+    """``read`` of the windows, in order, each run by one thread while the caller writes the previous one (GDAL's
+    decoding and the band moments then share the cores with Zarr's compression); at most two windows are in
+    memory."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decloud-series-reader") as pool:
-        pending = pool.submit(source.read, windows[0]) if windows else None
+        pending = pool.submit(read, windows[0]) if windows else None
         try:
             for index in range(len(windows)):
                 ready = pending.result()
-                pending = pool.submit(source.read, windows[index + 1]) if index + 1 < len(windows) else None
+                pending = pool.submit(read, windows[index + 1]) if index + 1 < len(windows) else None
                 yield ready
         finally:
             if pending is not None:
@@ -236,16 +243,27 @@ def _read_ahead(source: ObservationSource, windows: Sequence[Window]) -> Iterato
                 wait([pending])
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    """An existing output is replaced only with ``overwrite`` and only when it is a store written by us."""
-    if not path.exists():
-        return
-    if not overwrite:
-        raise InvalidArgumentError(f"{path} exists (use --overwrite to replace it)")
-    try:
-        SeriesStore(path)
-    except (InvalidFileError, InputNotFoundError) as error:
-        raise InvalidArgumentError(f"{path} exists and is not a time-series store: not replaced") from error
+_Read = tuple[np.ndarray, np.ndarray, _BandMoments]
+
+
+def _read_measured(source: ObservationSource, window: Window) -> _Read:
+    """A window of the source, with the band moments of its valid observations."""
+    values, valid = source.read(window)
+    moments = _BandMoments(len(source.bands))
+    moments.add(values, valid)
+    return values, valid, moments
+
+
+def _to_write(path: Path, overwrite: bool) -> bool:
+    """Whether to write the store ``path`` (the rule of every output: a store of ours is skipped, or replaced with
+    ``overwrite``); anything else there, a folder of decloud's that is not a store included, is never replaced."""
+    write = outputs_to_write([path], overwrite)
+    if path.is_dir() and any(path.iterdir()):
+        try:
+            SeriesStore(path)
+        except (InvalidFileError, InputNotFoundError) as error:
+            raise InvalidArgumentError(f"{path} exists and is not a time-series store: not replaced") from error
+    return write
 
 
 def extract_series(
@@ -269,7 +287,9 @@ def extract_series(
     for source in sources[1:]:
         if source.tile != first.tile or not source.grid.same_as(first.grid):
             raise InvalidArgumentError(f"source {source.name} is not on the grid of tile {first.tile}")
-    _check_output(out, overwrite)
+    if not _to_write(out, overwrite):
+        log.info(skip_message([out]))
+        return out
     full = Window(0, 0, first.grid.width, first.grid.height)
     area = full if window is None else window.intersection(full)
     if window is not None and (area.width != window.width or area.height != window.height):
@@ -295,12 +315,15 @@ def extract_series(
                 for col in range(0, grid.width, window_size)
             ]
             tile_windows = [Window(w.col_off + origin[1], w.row_off + origin[0], w.width, w.height) for w in windows]
-            with closing(_read_ahead(source, tile_windows)) as series:  # the reader has stopped when this exits
-                for part, (values, valid) in zip(progress(windows, desc=f"{source.name} series"), series, strict=True):
+            read = partial(_read_measured, source)
+            with closing(_read_ahead(read, tile_windows)) as series:  # the reader has stopped when this exits
+                for part, (values, valid, part_moments) in zip(
+                    progress(windows, desc=f"{source.name} series"), series, strict=True
+                ):
                     rows, cols = part.toslices()
                     values_array[:, rows, cols] = values
                     valid_array[:, rows, cols] = valid
-                    moments.add(values, valid)
+                    moments.merge(part_moments)
             mean, std = moments.result()
             doys = np.asarray(days_of_season(source.dates, year), np.int16)
             dates = tuple(date.date().isoformat() for date in source.dates)
@@ -375,7 +398,9 @@ def import_npy(
     grid = grid or Grid(None, Affine.identity(), width, height)
     if (grid.height, grid.width) != (height, width):
         raise InvalidArgumentError(f"grid {grid.describe()} is not the {height}x{width} size of {folder}")
-    _check_output(out, overwrite)
+    if not _to_write(out, overwrite):
+        log.info(skip_message([out]))
+        return out
     with atomic_directory(out) as work:
         group = _new_group(work, tile, grid, (0, 0))
         values_array, valid_array = _new_arrays(group, source, count, grid, channels, nodata)
