@@ -41,8 +41,8 @@ from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits,
 from decloud.models.export import ServingModel
 from decloud.models.registry import create_model
 from decloud.models.scores import HoleScores
-from decloud.models.training import TrainingConfig, train
-from decloud.preprocessing.constants import (
+from decloud.models.training_loop import TrainingConfig, train
+from decloud.core.constants import (
     S2_BANDS_10M,
     S2_BANDS_20M,
     S2_NODATA,
