@@ -35,13 +35,6 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.shipped import layout_path
 from decloud.core.atomic import atomic_directory, atomic_file, outputs_to_write, skip_message
-from decloud.core.raster import Grid, open_raster, read_window, write_array
-from decloud.demo.pipeline import _relocate_rois_summary, stage, write_band_polygon
-from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
-from decloud.models.export import ServingModel
-from decloud.models.registry import create_model
-from decloud.models.scores import HoleScores
-from decloud.models.training_loop import TrainingConfig, train
 from decloud.core.constants import (
     S2_BANDS_10M,
     S2_BANDS_20M,
@@ -50,6 +43,13 @@ from decloud.core.constants import (
     S2_SUFFIX_FRE_10M,
     S2_SUFFIX_FRE_20M,
 )
+from decloud.core.raster import Grid, open_raster, read_window, write_array
+from decloud.demo.pipeline import _relocate_rois_summary, stage, write_band_polygon
+from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
+from decloud.models.export import ServingModel
+from decloud.models.registry import create_model
+from decloud.models.scores import HoleScores
+from decloud.models.training_loop import TrainingConfig, train
 from decloud.preprocessing.generate_roi_rasters import generate_roi_rasters
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, create_tfrecords
