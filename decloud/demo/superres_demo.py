@@ -43,7 +43,7 @@ from decloud.core.constants import (
     S2_SUFFIX_FRE_10M,
     S2_SUFFIX_FRE_20M,
 )
-from decloud.core.raster import Grid, open_raster, read_window, write_array
+from decloud.core.raster import Grid, open_raster, read_window, write_array, write_png
 from decloud.demo.pipeline import _relocate_rois_summary, stage, write_band_polygon
 from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
 from decloud.models.export import ServingModel
@@ -280,9 +280,7 @@ def write_superres_quicklook(panels: list[np.ndarray], png: Path) -> Path:
     draw, font = ImageDraw.Draw(picture), ImageFont.load_default(size=FONT_SIZE)
     for index, title in enumerate(QUICKLOOK_TITLES):
         draw.text((2, quicklook_origin(index, rows) - HEADER + 3), title, fill=(0, 0, 0), font=font)
-    with atomic_file(png) as temporary:
-        picture.save(temporary, format="PNG")
-    return png
+    return write_png(np.asarray(picture), png)
 
 
 def assess(paths: SuperresDemoPaths, sizes: SuperresDemoSizes, product: Path, grid: Grid, seed: int) -> dict:
