@@ -183,6 +183,45 @@ def test_a_residual_crga_adds_its_correction_to_the_clear_pixels_or_the_mean_of_
     assert create_model("crga_os2_unet").get_config()["residual"] is False
 
 
+def test_a_time_weighted_residual_crga_starts_from_the_interpolation_in_time_at_each_pixel():
+    """With the correction head zeroed, the time-weighted residual network outputs linear gap-filling between
+    tm1 and tp1 at the dates its days maps give per pixel: tm1 5 days before and tp1 15 days after weigh tp1
+    5 / 20; tm1 20 days before and tp1 5 days after weigh it 20 / 25; equal days give the mean."""
+    model = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True)
+    assert {"s2_days_tm1", "s2_days_tp1"} <= set(model.input_keys())
+    assert {"s2_timestamp_tm1", "s2_timestamp_t", "s2_timestamp_tp1"} <= set(model.record_keys())
+    assert "s2_days_tm1" not in model.record_keys()
+    network = model.model()
+    head = network.get_layer("s2_head")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    feed = {tensor.name: np.full((1, 4, 4, tensor.shape[-1]), 1000.0, np.float32) for tensor in network.inputs}
+    feed["s2_t"][:] = S2_NODATA
+    feed["s2_tm1"][:] = 2000.0
+    feed["s2_tp1"][:] = 4000.0
+    feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 15.0
+    feed["s2_days_tm1"][0, 1, :], feed["s2_days_tp1"][0, 1, :] = -20.0, 5.0
+    feed["s2_days_tm1"][0, 2, :], feed["s2_days_tp1"][0, 2, :] = 0.0, 0.0
+    expected = np.full((4, 4, 4), 2000.0 + 2000.0 * 5 / 20)
+    expected[1], expected[2] = 2000.0 + 2000.0 * 20 / 25, 3000.0
+    np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected, atol=1e-2)
+    with pytest.raises(InvalidArgumentError, match="residual"):
+        create_model("crga_os2_unet", time_weighted=True)
+
+
+def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
+    """Records carry dates, not days maps: a training pair holds, over the whole patch, the days from t to the
+    date of tm1 and of tp1 (here 7.5 days before and 12 days after)."""
+    model = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True, with_s1=False)
+    day, t = 86400.0, 1.6e9
+    sample = {name: np.zeros((1, 8, 8, 4), np.int16) for name in ("s2_tm1", "s2_t", "s2_tp1", "s2_target")}
+    sample.update(s2_timestamp_tm1=np.array([t - 7.5 * day]), s2_timestamp_t=np.array([t]))
+    sample["s2_timestamp_tp1"] = np.array([t + 12 * day])
+    inputs, _ = model.training_pair(sample)
+    np.testing.assert_allclose(np.asarray(inputs["s2_days_tm1"]), np.full((1, 8, 8, 1), -7.5))
+    np.testing.assert_allclose(np.asarray(inputs["s2_days_tp1"]), np.full((1, 8, 8, 1), 12.0))
+
+
 def _pair(seed=0, shape=(2, 16, 16, 4)):
     rng = np.random.default_rng(seed)
     target = rng.uniform(100, 3000, shape).astype(np.float32)

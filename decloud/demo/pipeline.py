@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The layout of the samples (the shipped layout crga_os2_same_date_clear.json: same-date truth, real cloud masks
 #: of the tile transplanted onto clear images, cloud-free tm1 and tp1 as the time-series processor feeds them),
-#: and the model it feeds: the residual CRGA, which corrects the mean of the clear dates before and after.
+#: and the model it feeds: the residual CRGA, which corrects the linear interpolation in time between the clear
+#: dates before and after (the whole-series gap-filling a user would otherwise run).
 LAYOUT_FILE = layout_path("crga_os2_same_date_clear")
 MODEL = "crga_os2_unet"
 DATASETS = ("train", "valid", "test")
@@ -224,7 +225,13 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
         model=MODEL,
         training_record=paths.records("train"),
         valid_records=[paths.records("valid")],
-        model_params={"filters": sizes.filters, "depth": sizes.depth, "with_dem": True, "residual": True},
+        model_params={
+            "filters": sizes.filters,
+            "depth": sizes.depth,
+            "with_dem": True,
+            "residual": True,
+            "time_weighted": True,
+        },
         learning_rate=LEARNING_RATE,
         batch_train=sizes.batch,
         batch_valid=sizes.batch,

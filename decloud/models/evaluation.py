@@ -32,6 +32,7 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
+from decloud.core.days import days_keys, days_map_from_timestamps, timestamp_keys_of
 from decloud.core.errors import DecloudError
 from decloud.models.export import DESCRIPTION_FILE, ServingModel, read_description
 from decloud.models.gapfilling import AFTER, AT, BEFORE
@@ -141,6 +142,22 @@ def holes_key(types: dict[str, str]) -> str | None:
     return found[0] if found else None
 
 
+def record_inputs(serving: ServingModel) -> list[str]:
+    """The record keys the model's inputs come from: the inputs themselves, the timestamps of its days maps."""
+    derived = days_keys(list(serving.inputs))
+    names = [name for name in serving.inputs if name not in derived]
+    return list(dict.fromkeys([*names, *(name for days in derived for name in timestamp_keys_of(days))]))
+
+
+def model_feed(serving: ServingModel, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's inputs from a batch of records, days maps derived from the timestamps."""
+    derived = days_keys(list(serving.inputs))
+    feed = {name: batch[name] for name in serving.inputs if name not in derived}
+    like = batch[keys.keys_of_source(list(feed), keys.S2)[0]].astype(np.float64) if derived else None
+    feed.update({name: days_map_from_timestamps(batch, name, like) for name in derived})
+    return feed
+
+
 def _input_dates(serving: ServingModel, batch: dict[str, np.ndarray], index: int) -> list[float]:
     """Dates of the model's S2 inputs for sample ``index``."""
     dates = []
@@ -187,13 +204,13 @@ def _score(
         methods, baseline_keys = {}, needed | set(keys.keys_of_source(types, keys.S2_TIMESTAMP))
     else:
         methods, baseline_keys = baselines(types, outputs)
-    read = sorted({*serving.inputs, *targets.values(), *baseline_keys, *([holes] if holes else [])})
+    read = sorted({*record_inputs(serving), *targets.values(), *baseline_keys, *([holes] if holes else [])})
     scores: dict[str, dict[str, HoleScores]] = {name: {} for name in outputs}
     samples = 0
     dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
     with corrupt_records_named([test_records]):
         for batch in dataset.as_numpy_iterator():
-            estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
+            estimates = {"model": serving(model_feed(serving, batch))}
             estimates.update({method: baseline(batch) for method, baseline in methods.items()})
             for index in range(len(batch[targets[outputs[0]]])):
                 for name in outputs:
@@ -231,7 +248,7 @@ def evaluate(
     outputs = serving.main_outputs()
     targets = {name: target_key(name) for name in outputs}
     types, _ = read_metadata(test_records)
-    missing = sorted(name for name in [*serving.inputs, *targets.values()] if name not in types)
+    missing = sorted(name for name in [*record_inputs(serving), *targets.values()] if name not in types)
     if missing:
         raise RecordsError(
             f"{test_records} lacks keys {missing} that {savedmodel} needs (records hold {sorted(types)})"
