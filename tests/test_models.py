@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
@@ -207,6 +208,25 @@ def test_a_time_weighted_residual_crga_starts_from_the_interpolation_in_time_at_
     np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected, atol=1e-2)
     with pytest.raises(InvalidArgumentError, match="residual"):
         create_model("crga_os2_unet", time_weighted=True)
+
+
+def test_a_time_weighted_crga_sees_what_changed_since_the_clear_dates():
+    """The change features of the time-weighted network, at half resolution: S1 at t minus its interpolation in
+    time (0.5 vs 0.4 + 0.25 x 0.2 = 0.45 scaled, x 20 = 1.0), the S2 change from tm1 to tp1 (0.2 - 0.1
+    reflectance, x 10 = 1.0; 0 where tp1 is no-data), and the weight of tp1 (0.25)."""
+    network = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True).model()
+    features = keras.Model(network.inputs, network.get_layer("change_features").output)
+    feed = {tensor.name: np.zeros((1, 4, 4, tensor.shape[-1]), np.float32) for tensor in network.inputs}
+    feed["s1_t"][:], feed["s1_tm1"][:], feed["s1_tp1"][:] = 0.5 * 65535, 0.4 * 65535, 0.6 * 65535
+    feed["s2_tm1"][:], feed["s2_tp1"][:] = 1000.0, 2000.0
+    feed["s2_tp1"][0, :2, :2] = S2_NODATA
+    feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 15.0
+    result = np.asarray(features(feed))
+    assert result.shape == (1, 2, 2, 2 + 4 + 1)
+    np.testing.assert_allclose(result[0, ..., :2], 1.0, atol=1e-3)
+    np.testing.assert_allclose(result[0, 0, 0, 2:6], 0.0, atol=1e-6)
+    np.testing.assert_allclose(result[0, 1, 1, 2:6], 1.0, atol=1e-5)
+    np.testing.assert_allclose(result[0, ..., 6], 0.25, atol=1e-6)
 
 
 def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
