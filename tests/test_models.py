@@ -13,7 +13,7 @@ import pytest
 from decloud.core import keys
 from decloud.core.errors import InvalidArgumentError
 from decloud.models import metrics
-from decloud.models.data import check_records, required_keys
+from decloud.models.data import check_records, holes_of, on_holes, required_keys
 from decloud.models.gapfilling import interpolate, interpolation_weight
 from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
@@ -213,7 +213,8 @@ def test_a_time_weighted_residual_crga_starts_from_the_interpolation_in_time_at_
 def test_a_time_weighted_crga_sees_what_changed_since_the_clear_dates():
     """The change features of the time-weighted network, at half resolution: S1 at t minus its interpolation in
     time (0.5 vs 0.4 + 0.25 x 0.2 = 0.45 scaled, x 20 = 1.0), the S2 change from tm1 to tp1 (0.2 - 0.1
-    reflectance, x 10 = 1.0; 0 where tp1 is no-data), and the weight of tp1 (0.25)."""
+    reflectance, x 10 = 1.0; 0 where tp1 is no-data), the weight of tp1 (0.25) and the 20 days between the
+    clear dates (/ 30)."""
     network = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True).model()
     features = keras.Model(network.inputs, network.get_layer("change_features").output)
     feed = {tensor.name: np.zeros((1, 4, 4, tensor.shape[-1]), np.float32) for tensor in network.inputs}
@@ -222,11 +223,12 @@ def test_a_time_weighted_crga_sees_what_changed_since_the_clear_dates():
     feed["s2_tp1"][0, :2, :2] = S2_NODATA
     feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 15.0
     result = np.asarray(features(feed))
-    assert result.shape == (1, 2, 2, 2 + 4 + 1)
+    assert result.shape == (1, 2, 2, 2 + 4 + 2)
     np.testing.assert_allclose(result[0, ..., :2], 1.0, atol=1e-3)
     np.testing.assert_allclose(result[0, 0, 0, 2:6], 0.0, atol=1e-6)
     np.testing.assert_allclose(result[0, 1, 1, 2:6], 1.0, atol=1e-5)
     np.testing.assert_allclose(result[0, ..., 6], 0.25, atol=1e-6)
+    np.testing.assert_allclose(result[0, ..., 7], 20 / 30, atol=1e-6)
 
 
 def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
@@ -240,6 +242,29 @@ def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
     inputs, _ = model.training_pair(sample)
     np.testing.assert_allclose(np.asarray(inputs["s2_days_tm1"]), np.full((1, 8, 8, 1), -7.5))
     np.testing.assert_allclose(np.asarray(inputs["s2_days_tp1"]), np.full((1, 8, 8, 1), 12.0))
+
+
+def test_a_loss_on_the_holes_counts_the_holes_and_a_margin_around_them_only():
+    """One hole pixel at (3, 4) with a margin of 1: the 3 x 3 pixels around it keep their target, every other pixel
+    becomes no-data (which the losses skip); the 20 m target keeps the 2 x 2 blocks that overlap them."""
+    holes = np.zeros((1, 8, 8, 1), np.uint8)
+    holes[0, 3, 4] = 1
+    targets = {"s2_estim": np.full((1, 8, 8, 4), 500.0, np.float32), "s2_20m_estim": np.full((1, 4, 4, 6), 700.0)}
+    focused = {name: np.asarray(value) for name, value in on_holes(targets, holes, 1).items()}
+    kept = np.zeros((8, 8), bool)
+    kept[2:5, 3:6] = True
+    np.testing.assert_array_equal(focused["s2_estim"][0, ..., 0], np.where(kept, 500.0, S2_NODATA))
+    kept_20m = np.zeros((4, 4), bool)
+    kept_20m[1:3, 1:3] = True
+    np.testing.assert_array_equal(focused["s2_20m_estim"][0, ..., 5], np.where(kept_20m, 700.0, S2_NODATA))
+    alone = np.asarray(on_holes(targets, holes, 0)["s2_estim"])[0, ..., 0]
+    assert (alone != S2_NODATA).sum() == 1 and alone[3, 4] == 500.0
+
+
+def test_a_loss_on_the_holes_needs_records_with_holes(tmp_path):
+    write_records(tmp_path / "plain", layout_keys(LAYOUTS["crga_os2"]), n_samples=1, patchsize=32)
+    with pytest.raises(RecordsError, match="same-date truth"):
+        holes_of(tmp_path / "plain")
 
 
 def _pair(seed=0, shape=(2, 16, 16, 4)):

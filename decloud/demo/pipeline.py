@@ -40,6 +40,7 @@ from decloud.preprocessing.generate_roi_rasters import (
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import tile_reference_grid
+from decloud.production.blending import FADE_WIDTH, MASK_DILATION
 from decloud.production.input_selection import s2_product
 from decloud.production.processors import InferenceOptions
 from decloud.production.timeseries import OUTPUT_SUFFIX_10M, reconstruct_series, series_products
@@ -59,6 +60,9 @@ DATASETS = ("train", "valid", "test")
 #: never trained on.
 VALID_TEST_ROW_SHARES = (0.1, 0.3)
 LEARNING_RATE = 1e-3
+#: The loss counts the holes and the pixels the processors blend the estimate into around them (--keep_clear):
+#: the model is used nowhere else.
+HOLE_MARGIN = MASK_DILATION + FADE_WIDTH
 #: Dates the processor tries on each side of a date: 6 (30 days), as the training layout's tm1/tp1 windows reach
 #: 30 days, so that a place hidden by a cloud system over several dates still finds a clear date.
 CANDIDATES = 6
@@ -81,7 +85,7 @@ class DemoSizes:
 
 
 FULL = DemoSizes(
-    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=12, steps_per_epoch=100,
+    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=20, steps_per_epoch=100,
     batch=8,
 )  # fmt: skip
 QUICK = DemoSizes(
@@ -233,6 +237,7 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
             "time_weighted": True,
         },
         learning_rate=LEARNING_RATE,
+        hole_margin=HOLE_MARGIN,
         batch_train=sizes.batch,
         batch_valid=sizes.batch,
         epochs=sizes.epochs,

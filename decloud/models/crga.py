@@ -75,8 +75,9 @@ class CrgaOs2Unet(MultiBranchUNet):
     def change_features(self, normalized_inputs: dict[str, Any]) -> Any:
         """At half resolution (2 x 2 means, which also calm the speckle): the S1 image of ``t`` minus its
         interpolation in time between ``tm1`` and ``tp1`` (what changed since the clear dates, as the radar saw
-        it), the S2 change from ``tm1`` to ``tp1`` (0 where either is no-data), and the weight of ``tp1``; scaled
-        to about unit range (CHANGE_SCALES)."""
+        it), the S2 change from ``tm1`` to ``tp1`` (0 where either is no-data), the weight of ``tp1`` and the time
+        between the two dates (the longer, the more the interpolation misses); scaled to about unit range
+        (CHANGE_SCALES, DAYS_MODEL_SCALE)."""
         weight = self.interpolation_weights(normalized_inputs)[keys.S2]
         features = []
         if keys.key(keys.S1, "t") in normalized_inputs:
@@ -86,7 +87,9 @@ class CrgaOs2Unet(MultiBranchUNet):
         before, after = (normalized_inputs[keys.key(keys.S2, a)] for a in ("tm1", "tp1"))
         both = ops.logical_and(is_valid_s2(before), is_valid_s2(after))
         change = ops.where(both, ops.subtract(after, before), ops.zeros_like(before))
-        features += [ops.multiply(change, CHANGE_SCALES[keys.S2]), weight]
+        before_days, after_days = (normalized_inputs[keys.key(keys.S2_DAYS, a)] for a in self.DAYS_ACQUISITIONS)
+        span = ops.subtract(after_days, before_days)  # scaled days: 1 for a month between the two clear dates
+        features += [ops.multiply(change, CHANGE_SCALES[keys.S2]), weight, span]
         return keras.layers.AveragePooling2D(2, name="change_features")(ops.concatenate(features, axis=-1))
 
     def context(self, normalized_inputs: dict[str, Any]) -> Any:
