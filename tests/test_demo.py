@@ -270,19 +270,23 @@ def scores_on_the_test_area(out: Path) -> dict[str, tuple[float, float]]:
     return {method: (total / n, 10 * math.log10(1 / (squares / n))) for method, (total, squares, n) in sums.items()}
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
+#: Seed 1 (measured: test area MAE 0.0061 vs gap-filling 0.0060, 1.02 x; PSNR 42.31 vs 41.54 dB; seam ratio 1.06)
+#: misses the MAE margin: its gap-filling is already good (0.0060, against 0.0105 and 0.0075 for seeds 0 and 2).
+SEED_1_SHORT = pytest.mark.xfail(
     strict=True,
-    reason="the time-weighted residual model beats whole-series gap-filling on the cloudy pixels of the generated "
-    "tile by too little (seed 0, test area: MAE 0.0094 vs 0.0105, 0.90 x; PSNR 37.71 vs 36.52 dB; seam ratio "
-    "1.05); remove this mark when its MAE is at most 0.8 x",
+    reason="seed 1: the model's MAE on the test area's cloudy pixels is 1.02 x gap-filling's (0.0061 vs 0.0060; "
+    "PSNR 42.31 vs 41.54 dB, seam ratio 1.06); remove this mark when it is at most 0.8 x",
 )
-def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(tmp_path):
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=SEED_1_SHORT), 2])
+def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(seed, tmp_path):
     """On the cloudy pixels of the test area (patches never trained on), against the generator's cloud-free truth:
     the model's MAE is at most 0.8 x that of linear gap-filling over the whole series and its PSNR (pooled MSE)
     higher, both recomputed here from the rasters and matching metrics.json; the mean gradient across the cloud
     masks' edges is within 20 % of the truth's."""
-    run = run_demo_command(tmp_path / "out")
+    run = run_demo_command(tmp_path / "out", "--seed", str(seed))
     assert run.status == 0
     scores = scores_on_the_test_area(run.out)
     (model_mae, model_psnr), (gap_mae, gap_psnr) = scores["model"], scores["gapfilling_series"]
