@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from decloud.cli import COMMANDS
 from decloud.core.constants import S2_BANDS_10M, S2_NODATA
 from decloud.demo.assessment import METHODS, TABLE_METHODS
 from decloud.demo.main import main
-from decloud.demo.pipeline import QUICK, dataset_rows
+from decloud.demo.pipeline import FULL, QUICK, dataset_rows
 from decloud.demo.scene import TRUTH_SUFFIX, plan_scene
 from decloud.models.series_baselines import gap_fill as gap_filling
 
@@ -233,22 +234,68 @@ def test_gap_filling_interpolates_between_the_nearest_clear_dates_pixel_by_pixel
             np.testing.assert_allclose(result[row, col], expected, atol=1)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
+def scores_on_the_test_area(out: Path) -> dict[str, tuple[float, float]]:
+    """(MAE, PSNR from the pooled MSE) in reflectance of the model and of linear gap-filling over the whole series,
+    on the cloudy, valid pixels of every reconstructed date inside the test rows of the full demo's tile, recomputed
+    from the GeoTIFFs (gap-filling by the function checked against a brute force above)."""
+    first, last = (row * FULL.patchsize for row in dataset_rows(FULL.tile // FULL.patchsize)[2])
+    window = Window(0, first, FULL.tile, last - first)
+    products = sorted((out / "prepared" / "S2" / "T31TEJ").iterdir())
+    times = np.array([datetime.strptime(p.name.split("_")[1], "%Y%m%d-%H%M%S-%f").timestamp() for p in products])
+    values = np.stack([np.moveaxis(read(p / f"{p.name}_FRE_10m.tif", window), 0, -1) for p in products])
+    clm = np.stack([read(p / f"{p.name}_CLM_R1.tif", window)[0] != 0 for p in products])
+    valid = np.stack([read(p / f"{p.name}_EDG_R1.tif", window)[0] == 0 for p in products])
+    valid &= (values != S2_NODATA).all(axis=-1)
+    sums = {"model": [0.0, 0.0, 0], "gapfilling_series": [0.0, 0.0, 0]}
+    for index, product in enumerate(products):
+        reconstruction = out / "reconstructed" / f"{product.name}_reconstructed_FRE_10m.tif"
+        if not reconstruction.exists() or not (clm[index] & valid[index]).any():
+            continue
+        others = np.arange(len(products)) != index
+        estimates = {
+            "model": np.moveaxis(read(reconstruction, window), 0, -1).astype(float),
+            "gapfilling_series": gap_filling(
+                values[others], (~clm & valid)[others], times[others], times[index]
+            ).astype(float),
+        }
+        truth = np.moveaxis(read(out / "generated" / "truth" / f"{product.name}{TRUTH_SUFFIX}", window), 0, -1)
+        scored = clm[index] & valid[index]
+        for estimate in estimates.values():
+            scored &= (estimate != S2_NODATA).all(axis=-1)
+        for method, estimate in estimates.items():
+            error = (estimate[scored] - truth[scored]) * 1e-4
+            sums[method][0] += np.abs(error).sum()
+            sums[method][1] += np.square(error).sum()
+            sums[method][2] += error.size
+    return {method: (total / n, 10 * math.log10(1 / (squares / n))) for method, (total, squares, n) in sums.items()}
+
+
+#: Seed 1 (measured: test area MAE 0.0061 vs gap-filling 0.0060, 1.02 x; PSNR 42.31 vs 41.54 dB; seam ratio 1.06)
+#: misses the MAE margin: its gap-filling is already good (0.0060, against 0.0105 and 0.0075 for seeds 0 and 2).
+SEED_1_SHORT = pytest.mark.xfail(
     strict=True,
-    reason="the residual model beats whole-series gap-filling on the cloudy pixels of the generated tile by too "
-    "little (seed 0, test area: MAE 0.0099 vs 0.0105, 0.94 x; PSNR 36.69 vs 36.52 dB; seam ratio 1.04); "
-    "remove this mark when its MAE is at most 0.8 x",
+    reason="seed 1: the model's MAE on the test area's cloudy pixels is 1.02 x gap-filling's (0.0061 vs 0.0060; "
+    "PSNR 42.31 vs 41.54 dB, seam ratio 1.06); remove this mark when it is at most 0.8 x",
 )
-def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(tmp_path):
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=SEED_1_SHORT), 2])
+def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(seed, tmp_path):
     """On the cloudy pixels of the test area (patches never trained on), against the generator's cloud-free truth:
     the model's MAE is at most 0.8 x that of linear gap-filling over the whole series and its PSNR (pooled MSE)
-    higher; the mean gradient across the cloud masks' edges is within 20 % of the truth's."""
-    run = run_demo_command(tmp_path / "out")
+    higher, both recomputed here from the rasters and matching metrics.json; the mean gradient across the cloud
+    masks' edges is within 20 % of the truth's."""
+    run = run_demo_command(tmp_path / "out", "--seed", str(seed))
     assert run.status == 0
+    scores = scores_on_the_test_area(run.out)
+    (model_mae, model_psnr), (gap_mae, gap_psnr) = scores["model"], scores["gapfilling_series"]
+    assert model_mae <= 0.8 * gap_mae, scores
+    assert model_psnr > gap_psnr, scores
     methods = run.metrics["scopes"]["test_area_cloudy_pixels"]["methods"]
-    assert methods["model"]["mae"] <= 0.8 * methods["gapfilling_series"]["mae"]
-    assert methods["model"]["psnr"] > methods["gapfilling_series"]["psnr"]
+    for method, (mae, psnr) in scores.items():
+        assert methods[method]["mae"] == pytest.approx(mae, rel=1e-6)
+        assert methods[method]["psnr"] == pytest.approx(psnr, rel=1e-6)
     seam = run.metrics["seam_gradient"]
     assert abs(seam["model"] / seam["truth"] - 1) <= 0.2
     assert sorted(run.listed) == sorted(path for path in run.out.rglob("*") if path.is_file())

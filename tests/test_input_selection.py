@@ -126,9 +126,9 @@ def test_sources_select_from_prepared_products(tmp_path):
     with rasterio.open(s2[0].bands_10m) as dataset:
         grid = Grid.of(dataset)
     target = start + timedelta(days=12)
-    with PairSelectionSource("tm1", s2, s1, target, 72, grid, with_20m_bands=True) as source:
+    with PairSelectionSource("tm1", s2, s1, target, 72, grid, with_20m_bands=True, with_days=True) as source:
         data = _mirror_read(source, -16, -16, 160)
-    assert set(data) == {"s2_tm1", "s1_tm1", "s2_20m_tm1"}
+    assert set(data) == {"s2_tm1", "s1_tm1", "s2_20m_tm1", "s2_days_tm1"}
 
     def read_all(paths):
         stack = []
@@ -160,6 +160,12 @@ def test_sources_select_from_prepared_products(tmp_path):
         (s1_values != S1_NODATA).all(-1), [i.acquired.timestamp() for i in s1], target.timestamp(), 72,
     )  # fmt: skip
     assert len(set(np.unique(chosen)) - {-1}) >= 2  # several dates are picked
+    # The days from the target to the date chosen at each pixel: the products are 12, 7 and 2 days before it.
+    days, days_valid = data["s2_days_tm1"]
+    expected_days = np.where(chosen >= 0, np.array([-12.0, -7.0, -2.0])[np.maximum(chosen, 0)], 0.0)
+    assert days.dtype == np.float32 and days.shape == (160, 160, 1)
+    np.testing.assert_allclose(days[16:144, 16:144, 0], expected_days)
+    np.testing.assert_array_equal(days_valid[16:144, 16:144], chosen >= 0)
     s2_20m = read_all([p.bands_20m for p in s2])
     chosen_20m = chosen[::2, ::2]
     expected_20m = np.full((64, 64, 6), S2_NODATA, np.float32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from decloud.core.constants import S2_NODATA
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.keys import sample_keys
 from decloud.models import metrics
-from decloud.models.data import check_records, required_keys
+from decloud.models.data import check_records, holes_of, on_holes, required_keys
 from decloud.models.gapfilling import interpolate, interpolation_weight
 from decloud.models.losses import MaskedL1, MaskedMSE, get_loss
 from decloud.models.model import PADS, Crop, Model
@@ -182,6 +183,89 @@ def test_a_residual_crga_adds_its_correction_to_the_clear_pixels_or_the_mean_of_
     head.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.01)])  # +0.01 reflectance = +100
     np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected + 100.0, atol=1e-2)
     assert create_model("crga_os2_unet").get_config()["residual"] is False
+
+
+def test_a_time_weighted_residual_crga_starts_from_the_interpolation_in_time_at_each_pixel():
+    """With the correction head zeroed, the time-weighted residual network outputs linear gap-filling between
+    tm1 and tp1 at the dates its days maps give per pixel: tm1 5 days before and tp1 15 days after weigh tp1
+    5 / 20; tm1 20 days before and tp1 5 days after weigh it 20 / 25; equal days give the mean."""
+    model = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True)
+    assert {"s2_days_tm1", "s2_days_tp1"} <= set(model.input_keys())
+    assert {"s2_timestamp_tm1", "s2_timestamp_t", "s2_timestamp_tp1"} <= set(model.record_keys())
+    assert "s2_days_tm1" not in model.record_keys()
+    network = model.model()
+    head = network.get_layer("s2_head")
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    feed = {tensor.name: np.full((1, 4, 4, tensor.shape[-1]), 1000.0, np.float32) for tensor in network.inputs}
+    feed["s2_t"][:] = S2_NODATA
+    feed["s2_tm1"][:] = 2000.0
+    feed["s2_tp1"][:] = 4000.0
+    feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 15.0
+    feed["s2_days_tm1"][0, 1, :], feed["s2_days_tp1"][0, 1, :] = -20.0, 5.0
+    feed["s2_days_tm1"][0, 2, :], feed["s2_days_tp1"][0, 2, :] = 0.0, 0.0
+    expected = np.full((4, 4, 4), 2000.0 + 2000.0 * 5 / 20)
+    expected[1], expected[2] = 2000.0 + 2000.0 * 20 / 25, 3000.0
+    np.testing.assert_allclose(np.asarray(network(feed)["s2_estim"])[0], expected, atol=1e-2)
+    with pytest.raises(InvalidArgumentError, match="residual"):
+        create_model("crga_os2_unet", time_weighted=True)
+
+
+def test_a_time_weighted_crga_sees_what_changed_since_the_clear_dates():
+    """The change features of the time-weighted network, at half resolution: S1 at t minus its interpolation in
+    time (0.5 vs 0.4 + 0.25 x 0.2 = 0.45 scaled, x 20 = 1.0), the S2 change from tm1 to tp1 (0.2 - 0.1
+    reflectance, x 10 = 1.0; 0 where tp1 is no-data), the weight of tp1 (0.25) and the 20 days between the
+    clear dates (/ 30)."""
+    network = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True).model()
+    features = keras.Model(network.inputs, network.get_layer("change_features").output)
+    feed = {tensor.name: np.zeros((1, 4, 4, tensor.shape[-1]), np.float32) for tensor in network.inputs}
+    feed["s1_t"][:], feed["s1_tm1"][:], feed["s1_tp1"][:] = 0.5 * 65535, 0.4 * 65535, 0.6 * 65535
+    feed["s2_tm1"][:], feed["s2_tp1"][:] = 1000.0, 2000.0
+    feed["s2_tp1"][0, :2, :2] = S2_NODATA
+    feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 15.0
+    result = np.asarray(features(feed))
+    assert result.shape == (1, 2, 2, 2 + 4 + 2)
+    np.testing.assert_allclose(result[0, ..., :2], 1.0, atol=1e-3)
+    np.testing.assert_allclose(result[0, 0, 0, 2:6], 0.0, atol=1e-6)
+    np.testing.assert_allclose(result[0, 1, 1, 2:6], 1.0, atol=1e-5)
+    np.testing.assert_allclose(result[0, ..., 6], 0.25, atol=1e-6)
+    np.testing.assert_allclose(result[0, ..., 7], 20 / 30, atol=1e-6)
+
+
+def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
+    """Records carry dates, not days maps: a training pair holds, over the whole patch, the days from t to the
+    date of tm1 and of tp1 (here 7.5 days before and 12 days after)."""
+    model = create_model("crga_os2_unet", filters=4, depth=2, residual=True, time_weighted=True, with_s1=False)
+    day, t = 86400.0, 1.6e9
+    sample = {name: np.zeros((1, 8, 8, 4), np.int16) for name in ("s2_tm1", "s2_t", "s2_tp1", "s2_target")}
+    sample.update(s2_timestamp_tm1=np.array([t - 7.5 * day]), s2_timestamp_t=np.array([t]))
+    sample["s2_timestamp_tp1"] = np.array([t + 12 * day])
+    inputs, _ = model.training_pair(sample)
+    np.testing.assert_allclose(np.asarray(inputs["s2_days_tm1"]), np.full((1, 8, 8, 1), -7.5))
+    np.testing.assert_allclose(np.asarray(inputs["s2_days_tp1"]), np.full((1, 8, 8, 1), 12.0))
+
+
+def test_a_loss_on_the_holes_counts_the_holes_and_a_margin_around_them_only():
+    """One hole pixel at (3, 4) with a margin of 1: the 3 x 3 pixels around it keep their target, every other pixel
+    becomes no-data (which the losses skip); the 20 m target keeps the 2 x 2 blocks that overlap them."""
+    holes = np.zeros((1, 8, 8, 1), np.uint8)
+    holes[0, 3, 4] = 1
+    targets = {"s2_estim": np.full((1, 8, 8, 4), 500.0, np.float32), "s2_20m_estim": np.full((1, 4, 4, 6), 700.0)}
+    focused = {name: np.asarray(value) for name, value in on_holes(targets, holes, 1).items()}
+    kept = np.zeros((8, 8), bool)
+    kept[2:5, 3:6] = True
+    np.testing.assert_array_equal(focused["s2_estim"][0, ..., 0], np.where(kept, 500.0, S2_NODATA))
+    kept_20m = np.zeros((4, 4), bool)
+    kept_20m[1:3, 1:3] = True
+    np.testing.assert_array_equal(focused["s2_20m_estim"][0, ..., 5], np.where(kept_20m, 700.0, S2_NODATA))
+    alone = np.asarray(on_holes(targets, holes, 0)["s2_estim"])[0, ..., 0]
+    assert (alone != S2_NODATA).sum() == 1 and alone[3, 4] == 500.0
+
+
+def test_a_loss_on_the_holes_needs_records_with_holes(tmp_path):
+    write_records(tmp_path / "plain", sample_keys(LAYOUTS["crga_os2"]), n_samples=1, patchsize=32)
+    with pytest.raises(RecordsError, match="same-date truth"):
+        holes_of(tmp_path / "plain")
 
 
 def _pair(seed=0, shape=(2, 16, 16, 4)):

@@ -35,6 +35,8 @@ def tiny_params(name: str, full: bool) -> dict:
         params = {"filters": 8, "blocks": 2}
     if full:
         params |= {"with_20m_bands": True, "with_dem": True}
+    if full and name == "crga_os2_unet":  # the time-weighted residual: days maps from the records' timestamps
+        params |= {"residual": True, "time_weighted": True}
     return params
 
 

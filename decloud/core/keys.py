@@ -22,6 +22,9 @@ S2_20M = "s2_20m"
 #: Holes of an acquisition made from a clear image and another product's cloud mask (1 = hole, its pixels
 #: set to no-data in the image): the pixels a model had to produce, the only ones scores count.
 S2_HOLES = "s2_holes"
+#: Days from the target date to the acquisition's Sentinel-2 image, per pixel (negative before it): the
+#: processors choose the image per pixel; records derive it from the timestamps (:mod:`decloud.core.days`).
+S2_DAYS = "s2_days"
 # --- Per-acquisition scalars -------------------------------------------------------------------
 S1_TIMESTAMP = "s1_timestamp"
 S2_TIMESTAMP = "s2_timestamp"
@@ -54,6 +57,7 @@ SOURCES: dict[str, SourceSpec] = {
     S2: SourceSpec("int16", len(S2_BANDS_10M)),
     S2_20M: SourceSpec("int16", len(S2_BANDS_20M), scale=2),
     S2_HOLES: SourceSpec("uint8", 1),
+    S2_DAYS: SourceSpec("float32", 1),
     DEM: SourceSpec("int16", 1, scale=2),
     S1_TIMESTAMP: SourceSpec("float64", None),
     S2_TIMESTAMP: SourceSpec("float64", None),
@@ -62,7 +66,7 @@ SOURCES: dict[str, SourceSpec] = {
     PATCH_COL: SourceSpec("int32", None),
 }
 #: Sources that exist once per acquisition; the others exist once per sample.
-PER_ACQUISITION = (S1, S2, S2_20M, S2_HOLES, S1_TIMESTAMP, S2_TIMESTAMP)
+PER_ACQUISITION = (S1, S2, S2_20M, S2_HOLES, S2_DAYS, S1_TIMESTAMP, S2_TIMESTAMP)
 #: The date of each image source.
 TIMESTAMP_OF = {S1: S1_TIMESTAMP, S2: S2_TIMESTAMP}
 #: Keys every sample carries so that it can be traced back to its source pixels.

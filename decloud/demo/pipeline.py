@@ -37,6 +37,7 @@ from decloud.preprocessing.rois import ROIS_ROOT_KEY, SUMMARY_NAME, roi_raster_p
 from decloud.preprocessing.sentinel1_prepare import prepare_s1_image
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.preprocessing.tiles import tile_reference_grid
+from decloud.production.blending import FADE_WIDTH, MASK_DILATION
 from decloud.production.processors import InferenceOptions
 from decloud.production.timeseries import OUTPUT_SUFFIX_10M, reconstruct_series
 from decloud.sampling.dataset_writer import DatasetRequest, SamplingOptions, create_tfrecords
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 
 #: The layout of the samples (the shipped layout crga_os2_same_date_clear.json: same-date truth, real cloud masks
 #: of the tile transplanted onto clear images, cloud-free tm1 and tp1 as the time-series processor feeds them),
-#: and the model it feeds: the residual CRGA, which corrects the mean of the clear dates before and after.
+#: and the model it feeds: the residual CRGA, which corrects the linear interpolation in time between the clear
+#: dates before and after (the whole-series gap-filling a user would otherwise run).
 LAYOUT_FILE = layout_path("crga_os2_same_date_clear")
 MODEL = "crga_os2_unet"
 DATASETS = ("train", "valid", "test")
@@ -54,6 +56,9 @@ DATASETS = ("train", "valid", "test")
 #: never trained on.
 VALID_TEST_ROW_SHARES = (0.1, 0.3)
 LEARNING_RATE = 1e-3
+#: The loss counts the holes and the pixels the processors blend the estimate into around them (--keep_clear):
+#: the model is used nowhere else.
+HOLE_MARGIN = MASK_DILATION + FADE_WIDTH
 #: Dates the processor tries on each side of a date: 6 (30 days), as the training layout's tm1/tp1 windows reach
 #: 30 days, so that a place hidden by a cloud system over several dates still finds a clear date.
 CANDIDATES = 6
@@ -76,7 +81,7 @@ class DemoSizes:
 
 
 FULL = DemoSizes(
-    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=12, steps_per_epoch=100,
+    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=20, steps_per_epoch=100,
     batch=8,
 )  # fmt: skip
 QUICK = DemoSizes(
@@ -220,8 +225,15 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
         model=MODEL,
         training_record=paths.records("train"),
         valid_records=[paths.records("valid")],
-        model_params={"filters": sizes.filters, "depth": sizes.depth, "with_dem": True, "residual": True},
+        model_params={
+            "filters": sizes.filters,
+            "depth": sizes.depth,
+            "with_dem": True,
+            "residual": True,
+            "time_weighted": True,
+        },
         learning_rate=LEARNING_RATE,
+        hole_margin=HOLE_MARGIN,
         batch_train=sizes.batch,
         batch_valid=sizes.batch,
         epochs=sizes.epochs,

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA
 from decloud.core import keys
-from decloud.models.model import Model, is_image_key
+from decloud.models.model import Model, is_image_key, output_source
+from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata, shard_paths, shard_records
 
 
@@ -69,6 +70,33 @@ def split_sample(sample: dict[str, Any], model: Model) -> tuple[dict[str, Any], 
     return model.training_pair(sample)
 
 
+def holes_of(records_dir: str | os.PathLike[str]) -> str:
+    """The key of the transplanted holes of records of same-date truth; a RecordsError for other records."""
+    types, _ = read_metadata(records_dir)
+    found = keys.keys_of_source(types, keys.S2_HOLES)
+    if len(found) != 1:
+        raise RecordsError(
+            f"{records_dir}: a loss on the holes needs records of same-date truth with one hole key "
+            f"(s2_holes_<acquisition>), not {sorted(found) or 'none'}"
+        )
+    return found[0]
+
+
+def on_holes(targets: dict[str, Any], holes: Any, margin: int) -> dict[str, Any]:
+    """``targets`` set to no-data (which the losses skip) outside the holes grown by ``margin`` pixels (a square):
+    the pixels a model must produce and those around them that the processors blend its estimate into. Coarser
+    outputs (20 m) take a pixel when any of its 10 m pixels is taken."""
+    region = tf.cast(holes, tf.float32)
+    if margin:
+        region = tf.nn.max_pool2d(region, 2 * margin + 1, 1, "SAME")
+    focused = {}
+    for name, target in targets.items():
+        scale = keys.SOURCES[output_source(name)].scale
+        scaled = tf.nn.max_pool2d(region, scale, scale, "SAME") if scale > 1 else region
+        focused[name] = tf.where(scaled > 0, target, float(S2_NODATA))
+    return focused
+
+
 def model_dataset(
     records_dir: str | os.PathLike[str],
     model: Model,
@@ -80,12 +108,16 @@ def model_dataset(
     drop_remainder: bool = False,
     shard: tuple[int, int] | None = None,
     allow_partial: bool = False,
+    hole_margin: int | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(inputs, targets)`` for ``model`` from a records folder (checked first)."""
+    """Batches of ``(inputs, targets)`` for ``model`` from a records folder (checked first). With ``hole_margin``
+    (records of same-date truth), the targets count only the holes and ``hole_margin`` pixels around them
+    (:func:`on_holes`)."""
     check_records(records_dir, model)
+    holes = None if hole_margin is None else holes_of(records_dir)
     dataset = make_dataset(
         records_dir,
-        keys=required_keys(model),
+        keys=required_keys(model) + ([holes] if holes else []),
         batch_size=batch_size,
         shuffle_buffer=shuffle_buffer,
         seed=seed,
@@ -94,7 +126,12 @@ def model_dataset(
         shard=shard,
         allow_partial=allow_partial,
     )
-    return dataset.map(lambda sample: split_sample(sample, model), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def pair(sample):
+        inputs, targets = split_sample(sample, model)
+        return (inputs, targets) if holes is None else (inputs, on_holes(targets, sample[holes], hole_margin))
+
+    return dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def count_samples(records_dir: str | os.PathLike[str]) -> int:

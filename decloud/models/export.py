@@ -33,7 +33,8 @@ from decloud.models.model import INPUT_SCALES, PADS, SOURCE_BANDS, Model, output
 
 SIGNATURE = "serving_default"
 DESCRIPTION_FILE = "decloud_model.json"
-NODATA = {keys.S1: S1_NODATA, keys.S2: S2_NODATA, keys.S2_20M: S2_NODATA, keys.DEM: DEM_NODATA}
+#: No-data of each image input (days maps have none: where no image was chosen, the image is no-data).
+NODATA = {keys.S1: S1_NODATA, keys.S2: S2_NODATA, keys.S2_20M: S2_NODATA, keys.DEM: DEM_NODATA, keys.S2_DAYS: None}
 #: Largest power of two tried as input size multiple.
 MAX_SIZE_MULTIPLE = 256
 #: Smallest and largest input sizes (10 m pixels) on which the receptive field is measured: the probe
@@ -64,7 +65,9 @@ def describe_key(name: str) -> dict[str, Any]:
         "layout": "NHWC",
         "bands": list(SOURCE_BANDS[source]),
         "pixel_size_m": 10 * spec.scale,
-        "values": "prepared values (as in the prepared GeoTIFFs)",
+        "values": "days from the target date to the image, per pixel (negative before)"
+        if source == keys.S2_DAYS
+        else "prepared values (as in the prepared GeoTIFFs)",
         "scale_in_graph": INPUT_SCALES[source],
         "nodata": NODATA[source],
     }

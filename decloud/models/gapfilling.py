@@ -20,14 +20,19 @@ from decloud.models.registry import register
 BEFORE, AT, AFTER = "tm1", "t", "tp1"
 
 
-def interpolation_weight(before: Any, at: Any, after: Any) -> Any:
-    """Weight of the ``after`` image, (at - before) / (after - before) clipped to [0, 1], shaped
-    (batch, 1, 1, 1); 0.5 when both dates are equal. Computed in float64 (seconds since 1970 do not fit
-    float32's 24-bit mantissa)."""
+def time_weight(before: Any, after: Any, at: Any = 0.0) -> Any:
+    """Weight of the ``after`` image at time ``at``, (at - before) / (after - before) clipped to [0, 1]; 0.5
+    when both dates are equal. Any time unit, any shape (per-sample dates or per-pixel day maps)."""
     span = ops.subtract(after, before)
     positive = ops.greater(span, 0.0)
     weight = ops.where(positive, ops.divide(ops.subtract(at, before), ops.where(positive, span, 1.0)), 0.5)
-    return ops.reshape(ops.cast(ops.clip(weight, 0.0, 1.0), "float32"), (-1, 1, 1, 1))
+    return ops.clip(weight, 0.0, 1.0)
+
+
+def interpolation_weight(before: Any, at: Any, after: Any) -> Any:
+    """:func:`time_weight` of per-sample timestamps, shaped (batch, 1, 1, 1). Computed in float64 (seconds
+    since 1970 do not fit float32's 24-bit mantissa)."""
+    return ops.reshape(ops.cast(time_weight(before, after, at), "float32"), (-1, 1, 1, 1))
 
 
 def interpolate(before: Any, after: Any, weight: Any) -> Any:

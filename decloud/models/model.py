@@ -32,6 +32,7 @@ from decloud.core.constants import (
     S2_MODEL_SCALE,
     S2_NODATA,
 )
+from decloud.core.days import DAYS_MODEL_SCALE, days_keys, days_map_from_timestamps, timestamp_keys_of
 from decloud.core.errors import InvalidArgumentError
 
 #: Acquisition name of the image a model reconstructs (its key is ``s2_target``).
@@ -44,9 +45,16 @@ INPUT_SCALES = {
     keys.S2: S2_MODEL_SCALE,
     keys.S2_20M: S2_MODEL_SCALE,
     keys.DEM: DEM_MODEL_SCALE,
+    keys.S2_DAYS: DAYS_MODEL_SCALE,
 }
 #: Band names of each image source.
-SOURCE_BANDS = {keys.S1: S1_BANDS, keys.S2: S2_BANDS_10M, keys.S2_20M: S2_BANDS_20M, keys.DEM: ("elevation",)}
+SOURCE_BANDS = {
+    keys.S1: S1_BANDS,
+    keys.S2: S2_BANDS_10M,
+    keys.S2_20M: S2_BANDS_20M,
+    keys.DEM: ("elevation",),
+    keys.S2_DAYS: ("days",),
+}
 #: Sources a model can estimate, with their band names.
 OUTPUT_BANDS = {source: SOURCE_BANDS[source] for source in (keys.S2, keys.S2_20M)}
 #: Scaled Sentinel-2 values below this are no-data (-10000 x 1e-4 = -1); reflectances never go below -0.5.
@@ -238,8 +246,12 @@ class Model(abc.ABC):
         return {name: target_key(name) for name in self.output_names()}
 
     def record_keys(self) -> list[str]:
-        """Keys a records folder must hold to train or evaluate this model: its inputs and its targets."""
-        return [*self.input_keys(), *self.target_keys().values()]
+        """Keys a records folder must hold to train or evaluate this model: its inputs (the timestamps of its
+        ``s2_days_<a>`` maps in their place) and its targets."""
+        derived = days_keys(self.input_keys())
+        inputs = [name for name in self.input_keys() if name not in derived]
+        inputs += [name for days in derived for name in timestamp_keys_of(days) if name not in inputs]
+        return [*dict.fromkeys(inputs), *self.target_keys().values()]
 
     def describe_outputs(self, contract: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """What the SavedModel's description says of the outputs: ``contract`` (the outputs of the contract,
@@ -257,9 +269,15 @@ class Model(abc.ABC):
         """(inputs, targets) of a (batched) sample of :meth:`record_keys`: images as float32 prepared values
         (the model scales them), timestamps as float64; targets keyed by the output they supervise. A system
         that derives its inputs from the records (e.g. by degrading them) overrides this."""
+        derived = days_keys(self.input_keys())
         inputs = {
-            name: tf.cast(sample[name], tf.float32 if is_image_key(name) else tf.float64) for name in self.input_keys()
+            name: tf.cast(sample[name], tf.float32 if is_image_key(name) else tf.float64)
+            for name in self.input_keys()
+            if name not in derived
         }
+        like = inputs[keys.key(keys.S2, self.S2_ACQUISITIONS[0])] if derived else None
+        for name in derived:
+            inputs[name] = tf.cast(days_map_from_timestamps(sample, name, tf.cast(like, tf.float64)), tf.float32)
         targets = {output: tf.cast(sample[key], tf.float32) for output, key in self.target_keys().items()}
         return inputs, targets
 

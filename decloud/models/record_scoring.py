@@ -33,6 +33,7 @@ from rasterio.windows import Window
 from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
 from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
+from decloud.core.days import days_keys, days_map_from_timestamps, timestamp_keys_of
 from decloud.core.errors import DecloudError
 from decloud.models.export import DESCRIPTION_FILE, ServingModel, read_description
 from decloud.models.gapfilling import AFTER, AT, BEFORE
@@ -139,6 +140,22 @@ def holes_key(types: dict[str, str]) -> str | None:
     if len(found) > 1:
         raise RecordsError(f"the records hold several hole keys {sorted(found)}: evaluation needs one")
     return found[0] if found else None
+
+
+def record_inputs(serving: ServingModel) -> list[str]:
+    """The record keys the model's inputs come from: the inputs themselves, the timestamps of its days maps."""
+    derived = days_keys(list(serving.inputs))
+    names = [name for name in serving.inputs if name not in derived]
+    return list(dict.fromkeys([*names, *(name for days in derived for name in timestamp_keys_of(days))]))
+
+
+def model_feed(serving: ServingModel, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's inputs from a batch of records, days maps derived from the timestamps."""
+    derived = days_keys(list(serving.inputs))
+    feed = {name: batch[name] for name in serving.inputs if name not in derived}
+    like = batch[keys.keys_of_source(list(feed), keys.S2)[0]].astype(np.float64) if derived else None
+    feed.update({name: days_map_from_timestamps(batch, name, like) for name in derived})
+    return feed
 
 
 def _input_dates(serving: ServingModel, batch: dict[str, np.ndarray], index: int) -> list[float]:
@@ -254,13 +271,13 @@ def _score(
     outputs = serving.main_outputs()
     methods, baseline_keys = _record_baselines(test_records, types, outputs, series)
     targets = [target_key(name) for name in outputs]
-    read = sorted({*serving.inputs, *targets, *baseline_keys, *([holes] if holes else [])})
+    read = sorted({*record_inputs(serving), *targets, *baseline_keys, *([holes] if holes else [])})
     scores: dict[str, dict[str, HoleScores]] = {name: {} for name in outputs}
     samples = 0
     dataset = make_dataset(test_records, keys=read, batch_size=batch_size, allow_partial=allow_partial)
     with corrupt_records_named([test_records]):
         for batch in dataset.as_numpy_iterator():
-            estimates = {"model": serving({name: batch[name] for name in serving.inputs})}
+            estimates = {"model": serving(model_feed(serving, batch))}
             estimates.update({method: baseline(batch) for method, baseline in methods.items()})
             samples += _score_batch(scores, batch, estimates, serving, holes, series)
     return scores, samples
@@ -281,7 +298,7 @@ def evaluate(
     outputs = serving.main_outputs()
     targets = {name: target_key(name) for name in outputs}
     types, _ = read_metadata(test_records)
-    missing = sorted(name for name in [*serving.inputs, *targets.values()] if name not in types)
+    missing = sorted(name for name in [*record_inputs(serving), *targets.values()] if name not in types)
     if missing:
         raise RecordsError(
             f"{test_records} lacks keys {missing} that {savedmodel} needs (records hold {sorted(types)})"

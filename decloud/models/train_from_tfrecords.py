@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of weights initialisation and shuffling")
     parser.add_argument("--loss", choices=sorted(LOSSES), default="masked_l1", help="training loss")
     parser.add_argument(
+        "--hole_margin",
+        type=int,
+        help="records of same-date truth: the loss counts only the holes and this many pixels around them "
+        "(the processors keep the clear pixels beyond --keep_clear's blend zone, 6 pixels); default: every pixel",
+    )
+    parser.add_argument(
         "--allow_partial",
         action="store_true",
         help="train on the complete samples of records folders whose shards hold fewer than their summary.json "
@@ -99,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         save_best=args.save_best,
         seed=args.seed,
         loss=args.loss,
+        hole_margin=args.hole_margin,
         allow_partial=args.allow_partial,
     )
 

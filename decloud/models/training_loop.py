@@ -127,6 +127,9 @@ class TrainingConfig:
     save_best: bool = False
     seed: int | None = None
     loss: str = "masked_l1"
+    #: Records of same-date truth: the loss counts only the holes and this many pixels around them (None: every
+    #: valid target pixel). A model is scored on its holes; elsewhere the processors keep the clear pixels.
+    hole_margin: int | None = None
     allow_partial: bool = False  #: a shard short of its summary's samples is a warning, not an error
     shuffle_buffer: int = 512
 
@@ -159,6 +162,8 @@ def _check_config(config: TrainingConfig) -> None:
         raise InvalidArgumentError(
             f"collective timeout must be a positive number of seconds, not {config.collective_timeout}"
         )
+    if config.hole_margin is not None and config.hole_margin < 0:
+        raise InvalidArgumentError(f"--hole_margin {config.hole_margin}: a number of pixels, 0 or more")
     if config.save_best and config.save_ckpt_dir is None:
         raise InvalidArgumentError("--save_best needs --save_ckpt_dir (where best.weights.h5 is kept)")
     outputs = {"--out_savedmodel": config.out_savedmodel, "--save_ckpt_dir": config.save_ckpt_dir}
@@ -219,6 +224,7 @@ def _training_dataset(strategy, model: Model, config: TrainingConfig):
             drop_remainder=True,
             shard=(workers, context.input_pipeline_id) if workers > 1 else None,
             allow_partial=config.allow_partial,
+            hole_margin=config.hole_margin,
         )
 
     steps = config.steps_per_epoch or max(1, count_samples(config.training_record) // global_batch)
@@ -239,7 +245,14 @@ def _validation_datasets(strategy, model: Model, config: TrainingConfig) -> dict
         batches = -(-count // batch) if partial else count // batch
         if batches == 0:
             raise InvalidArgumentError(f"{path} holds {count} samples, fewer than one validation batch ({batch})")
-        dataset = model_dataset(path, model, batch, drop_remainder=not partial, allow_partial=config.allow_partial)
+        dataset = model_dataset(
+            path,
+            model,
+            batch,
+            drop_remainder=not partial,
+            allow_partial=config.allow_partial,
+            hole_margin=config.hole_margin,
+        )
         datasets[name] = dataset.apply(tf.data.experimental.assert_cardinality(batches)).with_options(options)
     return datasets
 

@@ -34,11 +34,16 @@ class MultiBranchUNet(Model):
         images_20m = inputs.get(keys.key(keys.S2_20M, acquisition))
         return Branch(acquisition, concat(images, name=f"{acquisition}_inputs"), images_20m)
 
+    def context(self, normalized_inputs: dict[str, Any]) -> Any:
+        """Features of the whole sample at half resolution, joined to every branch at level 1: the DEM (None
+        without it)."""
+        return normalized_inputs.get(keys.DEM)
+
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         branches = [self.branch(acquisition, normalized_inputs) for acquisition in self.branch_acquisitions()]
         full, half = multi_branch_unet(
             branches,
-            normalized_inputs.get(keys.DEM),
+            self.context(normalized_inputs),
             filters=self.params["filters"],
             depth=self.params["depth"],
             skips=self.SKIPS,

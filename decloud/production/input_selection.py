@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
 from decloud.core.constants import HOUR, S1_NODATA, S2_NODATA
+from decloud.core.days import days_between
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.products import S1Image, S2Product
 from decloud.core.raster import Grid
@@ -106,7 +107,9 @@ class _ProductsSource(InputSource):
 
 class PairSelectionSource(_ProductsSource):
     """``s2_<a>`` (and ``s2_20m_<a>``) and ``s1_<a>`` of acquisition ``a`` selected per pixel among
-    candidate dates. The 20 m bands follow the date chosen for the 20 m pixel's upper-left 10 m pixel."""
+    candidate dates. The 20 m bands follow the date chosen for the 20 m pixel's upper-left 10 m pixel. With
+    ``with_days``, also ``s2_days_<a>``: the days from the target date to the date chosen at each pixel (0 where
+    none is, where the image is no-data)."""
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class PairSelectionSource(_ProductsSource):
         reference: Grid,
         *,
         with_20m_bands: bool = False,
+        with_days: bool = False,
     ) -> None:
         super().__init__(reference)
         if not s2_products:
@@ -129,6 +133,8 @@ class PairSelectionSource(_ProductsSource):
             self.keys[keys.key(keys.S1, acquisition)] = 1
         if with_20m_bands:
             self.keys[keys.key(keys.S2_20M, acquisition)] = 2
+        if with_days:
+            self.keys[keys.key(keys.S2_DAYS, acquisition)] = 1
         self.acquisition, self.target, self.max_gap_hours = acquisition, target.timestamp(), max_gap_hours
         self.s2_times = [product.acquired.timestamp() for product in s2_products]
         self.s1_times = [image.acquired.timestamp() for image in s1_images or []]
@@ -158,6 +164,10 @@ class PairSelectionSource(_ProductsSource):
         data = {keys.key(keys.S2, self.acquisition): KeyData(s2, valid)}
         if s1 is not None:
             data[keys.key(keys.S1, self.acquisition)] = KeyData(s1, valid)
+        days_key = keys.key(keys.S2_DAYS, self.acquisition)
+        if days_key in self.keys:
+            days = days_between(np.asarray(self.s2_times)[np.maximum(chosen, 0)], self.target)
+            data[days_key] = KeyData(np.where(valid, days, 0.0).astype(np.float32)[..., np.newaxis], valid)
         if self.s2_20m:
             window_20m = windows[2]
             chosen_20m = chosen[::2, ::2][: int(window_20m.height), : int(window_20m.width)]

@@ -72,6 +72,8 @@ class InferenceOptions:
     overwrite: bool = False  #: replace outputs already written (else they are kept and the run skipped)
     #: How the model saw cloudy pixels in training (from its description): as acquired, or as no-data holes.
     cloudy_pixels: str = CLOUDY_AS_ACQUIRED
+    #: Whether the model reads the days from the target date to its per-pixel chosen images (``s2_days_<a>``).
+    with_days: bool = False
 
     def __post_init__(self) -> None:
         """Refuse the values that would crash, hang or exhaust memory later, naming the flag."""
@@ -126,8 +128,10 @@ class LoadedModel:
         return cls(backend, path, int(description.get("size_multiple", 1)), radius, cloudy_pixels)
 
     def options_for(self, options: InferenceOptions) -> InferenceOptions:
-        """``options`` with the model's way of seeing cloudy pixels, so that inference agrees with training."""
-        return replace(options, cloudy_pixels=self.cloudy_pixels)
+        """``options`` with the model's way of seeing cloudy pixels and whether it reads the days of its images,
+        so that inference agrees with training."""
+        with_days = bool(keys.keys_of_source(self.backend.inputs, keys.S2_DAYS))
+        return replace(options, cloudy_pixels=self.cloudy_pixels, with_days=with_days)
 
     def margin(self, requested: int | None) -> int:
         """The margin (``--pad``) of a run: ``requested``, by default the receptive field, rounded up to the
@@ -226,6 +230,7 @@ def crga_sources(
             options.max_gap_hours,
             reference,
             with_20m_bands=options.with_20m_bands,
+            with_days=options.with_days,
         )
         sources.append(stack.enter_context(source))
     if s1_at_target is not None:

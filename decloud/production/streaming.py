@@ -70,7 +70,7 @@ OUTPUT_DEFLATE_LEVEL = 1
 #: Below this share of valid pixels in an output, the run warns that most of the image was not reconstructed.
 FEW_VALID_SHARE = 0.05
 #: No-data of the prepared inputs written as intermediate files, by type.
-INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float64": np.nan}
+INPUT_NODATA = {"int16": S2_NODATA, "uint16": S1_NODATA, "float32": np.nan, "float64": np.nan}
 
 
 class EmptyResultError(DecloudError):
