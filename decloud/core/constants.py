@@ -11,6 +11,8 @@ PATCH_SIZE = 64
 # --- Time ---------------------------------------------------------------------------------------
 #: Seconds in an hour: timestamps are seconds since the epoch, gaps and layout windows are given in hours.
 HOUR = 3600.0
+#: Seconds in a day: the unit of the days maps and of date distances.
+DAY = 24 * HOUR
 
 # --- Sentinel-2 ---------------------------------------------------------------------------------
 #: Band order of the prepared 10 m stack.

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from decloud.core import keys
+from decloud.core.constants import DAY
 
-SECONDS_PER_DAY = 86400.0
 #: Days -> network input (in the graph, as every input's scale): a month is about 1.
 DAYS_MODEL_SCALE = 1.0 / 30.0
 #: The acquisition whose date the days are counted from (the image to reconstruct).
@@ -24,7 +24,7 @@ TARGET_ACQUISITION = "t"
 
 def days_between(acquired: Any, target: Any) -> Any:
     """Days from ``target`` to ``acquired`` (seconds since 1970; negative when acquired before the target)."""
-    return (acquired - target) / SECONDS_PER_DAY
+    return (acquired - target) / DAY
 
 
 def days_keys(names: list[str]) -> list[str]:

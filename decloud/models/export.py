@@ -210,7 +210,7 @@ class ServingModel:
         for name, spec in self.inputs.items():
             source = keys.split_key(name)[0]
             if spec.shape.rank == 1:
-                feed[name] = 1.6e9 + 86400.0 * rng.uniform(-20, 20, batch)
+                feed[name] = 1.6e9 + DAY * rng.uniform(-20, 20, batch)
                 continue
             side = size // keys.SOURCES[source].scale
             low, high = (1, 65535) if source == keys.S1 else (0, 4000)

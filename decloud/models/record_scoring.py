@@ -52,7 +52,7 @@ from decloud.sampling.tfrecords import (
 log = logging.getLogger(__name__)
 
 #: Dates closer than this to the target's are "the same day" (the cloudy acquisition).
-SAME_DAY_SECONDS = 12 * 3600.0
+SAME_DAY_SECONDS = 12 * HOUR
 UNITS = (
     f"reflectance (prepared value x {S2_MODEL_SCALE:g}); psnr in dB for a data range of 1, from the pooled MSE; "
     "ssim unitless; sam_degrees in degrees"

@@ -19,11 +19,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from decloud.core import keys
-from decloud.core.constants import S2_BANDS_10M, S2_NODATA
+from decloud.core.constants import DAY, S2_BANDS_10M, S2_NODATA
 from decloud.sampling.tfrecords import RecordsWriter
 from decloud.testing.texture import texture
 
-DAY = 86400.0
 #: Date of the acquisition ``t`` of sample 0.
 REFERENCE_TIME = datetime(2020, 6, 1, 10, 30, tzinfo=UTC).timestamp()
 CLOUDY_ACQUISITION = "t"
