@@ -27,7 +27,7 @@ import decloud
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, DESCRIPTION_KEY
 from decloud.core import keys
 from decloud.core.atomic import atomic_directory
-from decloud.core.constants import DEM_NODATA, S1_NODATA, S2_MODEL_SCALE, S2_NODATA
+from decloud.core.constants import DAY, DEM_NODATA, S1_NODATA, S2_MODEL_SCALE, S2_NODATA
 from decloud.core.errors import DecloudError, InputNotFoundError, InvalidArgumentError, InvalidFileError
 from decloud.models.model import INPUT_SCALES, PADS, SOURCE_BANDS, Model, output_source, padded_name
 

@@ -32,7 +32,7 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import holes_at_scale
 from decloud.core import keys
-from decloud.core.constants import S2_MODEL_SCALE, S2_NODATA
+from decloud.core.constants import HOUR, S2_MODEL_SCALE, S2_NODATA
 from decloud.core.days import days_keys, days_map_from_timestamps, timestamp_keys_of
 from decloud.core.errors import DecloudError
 from decloud.models.export import DESCRIPTION_FILE, ServingModel, read_description
