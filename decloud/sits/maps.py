@@ -28,7 +28,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from decloud.core.atomic import atomic_file, outputs_to_write, skip_message
+from decloud.core.atomic import outputs_to_write, skip_message
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import Grid, open_raster, read_window, write_png
 from decloud.production.sources import SeriesSource
@@ -134,7 +134,8 @@ def _stream(
     quicklook: tuple[Path, Path] | None = None,
 ) -> None:
     """Run ``network`` over ``area`` of the store through the streaming engine, writing ``outputs``; with
-    ``quicklook`` (a 3-band byte output and a PNG), the PNG of that output is published with them."""
+    ``quicklook`` (a 3-band byte output and a PNG), the PNG of that output is published with them, once they
+    are complete."""
     info = store.sources[source]
     reference = Grid(
         store.grid.crs,
@@ -159,8 +160,8 @@ def _stream(
         engine.run()
         return
     colour_tif, png = quicklook
-    with atomic_file(png) as temporary:
-        engine.run(before_publish=lambda complete: write_quicklook(complete[colour_tif], temporary))
+    # published (atomically) right before the GeoTIFFs it is made from
+    engine.run(before_publish=lambda complete: write_quicklook(complete[colour_tif], png))
 
 
 def _check_chunk_size(chunk_size: int) -> None:
