@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from decloud.acquisitions.transplant import CLOUDY_AS_ACQUIRED, CLOUDY_AS_NODATA
 from decloud.core import keys
+from decloud.core.constants import S2_NODATA
 from decloud.models.model import Model, is_image_key, output_source
-from decloud.preprocessing.constants import S2_NODATA
 from decloud.sampling.tfrecords import RecordsError, make_dataset, read_metadata, shard_paths, shard_records
 
 
