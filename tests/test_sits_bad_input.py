@@ -106,10 +106,6 @@ def test_series_shorter_than_the_view_train_on_all_their_valid_dates(store, tmp_
     assert metadata["max_length"] == 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sits-pretrain raises its error inside the tf.data generator, which TensorFlow turns into a traceback",
-)
 def test_a_store_without_two_valid_dates_on_any_pixel_is_one_error_line(tmp_path):
     folder = write_series_npy(tmp_path / "processed", shape=(20, 20), dates=6)
     masks = np.zeros((6, 20, 20), np.uint8)

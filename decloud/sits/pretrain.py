@@ -133,6 +133,9 @@ def view_pairs(store: SeriesStore, config: PretrainConfig) -> tf.data.Dataset:
         "row": tf.TensorSpec((None,), tf.int32),
         "col": tf.TensorSpec((None,), tf.int32),
     }
+    # An error raised inside the generator reaches the user as a TensorFlow traceback: a store with no
+    # trainable pixel is refused here, by the same scan, before TensorFlow runs it.
+    next(chunk_series(store, config.source, np.random.default_rng(config.seed)))
     chunks = tf.data.Dataset.from_generator(
         generate, output_signature=({"first": view_spec, "second": view_spec}, trace_spec)
     )
