@@ -305,7 +305,7 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool =
         return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
     with atomic_directory(out) as work:
         metrics = _run_chain(DemoPaths(work), QUICK if quick else FULL, seed, quick)
-        _relocate_rois_summary(DemoPaths(work), DemoPaths(out))
+        relocate_rois_summary(DemoPaths(work).rois, DemoPaths(out).rois)
     return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
 
 
@@ -313,11 +313,11 @@ def _files(out: Path) -> list[Path]:
     return sorted(path for path in out.rglob("*") if path.is_file())
 
 
-def _relocate_rois_summary(work: DemoPaths, final: DemoPaths) -> None:
+def relocate_rois_summary(work_rois: Path, final_rois: Path) -> None:
     """The ROI summary names its folder by an absolute path: make it the one the folder is published at."""
-    summary = work.rois / SUMMARY_NAME
+    summary = work_rois / SUMMARY_NAME
     content = json.loads(summary.read_text())
-    content[ROIS_ROOT_KEY] = str(final.rois)
+    content[ROIS_ROOT_KEY] = str(final_rois)
     with atomic_file(summary) as temporary:
         temporary.write_text(json.dumps(content, indent=2) + "\n")
 

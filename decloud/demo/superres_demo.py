@@ -44,7 +44,7 @@ from decloud.core.constants import (
     S2_SUFFIX_FRE_20M,
 )
 from decloud.core.raster import Grid, open_raster, read_window, write_array, write_png
-from decloud.demo.pipeline import _relocate_rois_summary, stage, write_band_polygon
+from decloud.demo.pipeline import relocate_rois_summary, stage, write_band_polygon
 from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
 from decloud.models.export import ServingModel
 from decloud.models.registry import create_model
@@ -347,7 +347,9 @@ def run_superres_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrit
     else:
         with atomic_directory(out) as work:
             metrics = _run_chain(SuperresDemoPaths(work), QUICK if quick else FULL, seed)
-            _relocate_rois_summary(SuperresDemoPaths(work), SuperresDemoPaths(out))  # its path names the folder
+            relocate_rois_summary(
+                SuperresDemoPaths(work).rois, SuperresDemoPaths(out).rois
+            )  # its path names the folder
     files = sorted(path for path in out.rglob("*") if path.is_file())
     return SuperresDemoResult(metrics, format_summary(metrics), files)
 
