@@ -29,12 +29,12 @@ from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.preprocessing import StandardScaler
 
 from decloud.core.atomic import atomic_directory
-from decloud.core.errors import InputNotFoundError, InvalidArgumentError
+from decloud.core.errors import InvalidArgumentError
 from decloud.sits.encoder import build_encoder
 from decloud.sits.encoding import encode_pixels
 from decloud.sits.labels import Labels, hold_out_validation, read_labels, split_parcels
 from decloud.sits.losses import DEFAULT_FOCAL_GAMMA, classification_loss
-from decloud.sits.pretrain import PretrainConfig, load_encoder
+from decloud.sits.pretrain import PretrainConfig, load_encoder, load_network
 from decloud.sits.schedule import DEFAULT_WARMUP_SHARE, warmup_cosine
 from decloud.sits.store import CHUNK_SIDE, SeriesStore
 
@@ -354,8 +354,5 @@ def _write_results(config, results, networks, labels, parcel_counts, metadata) -
 
 
 def load_classifier(folder: str | os.PathLike[str]) -> tuple[keras.Model, dict]:
-    folder = Path(folder)
-    for name in (CLASSIFIER_FILE, CLASSIFIER_METADATA):
-        if not (folder / name).is_file():
-            raise InputNotFoundError(folder / name, "file of a time-series classifier")
-    return keras.models.load_model(folder / CLASSIFIER_FILE), json.loads((folder / CLASSIFIER_METADATA).read_text())
+    """The classifier written by :func:`finetune` (the best encoder-based method) and its metadata."""
+    return load_network(folder, CLASSIFIER_FILE, CLASSIFIER_METADATA, "time-series classifier")

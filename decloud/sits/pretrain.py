@@ -267,10 +267,18 @@ def save_encoder(encoder: keras.Model, metadata: dict, out_dir: str | os.PathLik
     return Path(out_dir)
 
 
+def load_network(
+    folder: str | os.PathLike[str], network_file: str, metadata_file: str, what: str
+) -> tuple[keras.Model, dict]:
+    """A Keras network saved in ``folder`` beside its JSON metadata; a missing file is named as a file of
+    ``what`` (a time-series encoder, a classifier)."""
+    folder = Path(folder)
+    for name in (network_file, metadata_file):
+        if not (folder / name).is_file():
+            raise InputNotFoundError(folder / name, f"file of a {what}")
+    return keras.models.load_model(folder / network_file), json.loads((folder / metadata_file).read_text())
+
+
 def load_encoder(folder: str | os.PathLike[str]) -> tuple[keras.Model, dict]:
     """An encoder saved by :func:`save_encoder` and its metadata."""
-    folder = Path(folder)
-    for name in (ENCODER_FILE, METADATA_FILE):
-        if not (folder / name).is_file():
-            raise InputNotFoundError(folder / name, "file of a time-series encoder")
-    return keras.models.load_model(folder / ENCODER_FILE), json.loads((folder / METADATA_FILE).read_text())
+    return load_network(folder, ENCODER_FILE, METADATA_FILE, "time-series encoder")
