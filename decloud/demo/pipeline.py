@@ -91,8 +91,8 @@ QUICK = DemoSizes(
 
 
 @dataclass(frozen=True)
-class DemoPaths:
-    """Where every stage writes, under the output folder."""
+class ChainPaths:
+    """Where the stages both demos share write, under the output folder."""
 
     out: Path
 
@@ -105,20 +105,8 @@ class DemoPaths:
         return self.out / "prepared" / "S2"
 
     @property
-    def s1_root(self) -> Path:
-        return self.out / "prepared" / "S1"
-
-    @property
-    def dem(self) -> Path:
-        return self.out / "prepared" / "DEM" / f"{TILE}.tif"
-
-    @property
     def tiles_json(self) -> Path:
         return self.out / "tiles.json"
-
-    @property
-    def layout(self) -> Path:
-        return self.out / "layouts" / LAYOUT_FILE.name
 
     @property
     def rois(self) -> Path:
@@ -132,16 +120,33 @@ class DemoPaths:
         return self.out / "model" / "savedmodel"
 
     @property
-    def reconstructed(self) -> Path:
-        return self.out / "reconstructed"
-
-    @property
     def quicklook(self) -> Path:
         return self.out / "quicklook.png"
 
     @property
     def metrics(self) -> Path:
         return self.out / "metrics.json"
+
+
+@dataclass(frozen=True)
+class DemoPaths(ChainPaths):
+    """Where the cloud-removal demo's own stages write, under the output folder."""
+
+    @property
+    def s1_root(self) -> Path:
+        return self.out / "prepared" / "S1"
+
+    @property
+    def dem(self) -> Path:
+        return self.out / "prepared" / "DEM" / f"{TILE}.tif"
+
+    @property
+    def layout(self) -> Path:
+        return self.out / "layouts" / LAYOUT_FILE.name
+
+    @property
+    def reconstructed(self) -> Path:
+        return self.out / "reconstructed"
 
 
 @contextmanager

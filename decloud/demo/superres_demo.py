@@ -44,7 +44,7 @@ from decloud.core.constants import (
     S2_SUFFIX_FRE_20M,
 )
 from decloud.core.raster import Grid, open_raster, read_window, write_array, write_png
-from decloud.demo.pipeline import relocate_rois_summary, stage, write_band_polygon
+from decloud.demo.pipeline import ChainPaths, relocate_rois_summary, stage, write_band_polygon
 from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
 from decloud.models.export import ServingModel
 from decloud.models.registry import create_model
@@ -99,46 +99,15 @@ QUICK = SuperresDemoSizes(
 
 
 @dataclass(frozen=True)
-class SuperresDemoPaths:
-    out: Path
-
-    @property
-    def generated(self) -> Path:
-        return self.out / "generated"
-
-    @property
-    def s2_root(self) -> Path:
-        return self.out / "prepared" / "S2"
-
-    @property
-    def tiles_json(self) -> Path:
-        return self.out / "tiles.json"
-
-    @property
-    def rois(self) -> Path:
-        return self.out / "rois"
-
-    def records(self, dataset: str) -> Path:
-        return self.out / "records" / dataset
-
-    @property
-    def savedmodel(self) -> Path:
-        return self.out / "model" / "savedmodel"
+class SuperresDemoPaths(ChainPaths):
+    """Where the super-resolution demo's own outputs go, under the output folder."""
 
     def held_out(self, name: str) -> Path:
         return self.out / "held_out" / f"{name}.tif"
 
     @property
-    def quicklook(self) -> Path:
-        return self.out / "quicklook.png"
-
-    @property
     def profiles(self) -> Path:
         return self.out / "profiles.png"
-
-    @property
-    def metrics(self) -> Path:
-        return self.out / "metrics.json"
 
 
 def date_reflectance(size: int, day: int, seed: int) -> np.ndarray:
