@@ -319,6 +319,8 @@ INVALID_DICTS = {
     ),
     "origin flag not a boolean": (edit((("t", "timeframe_origin"), "yes")), r"'t': timeframe_origin must be true"),
     "origin flag a number": (edit((("t", "timeframe_origin"), 1)), r"'t': timeframe_origin must be true"),
+    "nearest flag not a boolean": (edit((("tm1", "nearest"), "closest")), r"'tm1': nearest must be true"),
+    "nearest on the origin": (edit((("t", "nearest"), True)), r"'t': nearest: the origin is the reference date"),
     "reserved name": (
         lambda d: {"siblings": d["tm1"], "t": d["t"]},
         r"'siblings' must be a list of lists",
@@ -623,7 +625,8 @@ def test_same_date_variants_transplant_a_mask_onto_a_clear_t_that_is_the_target(
 
 
 def test_the_clear_neighbours_variant_differs_from_the_same_date_layout_by_its_tm1_and_tp1_only():
-    """tm1 / tp1 cloud-free, from 5 to 30 days before / after t: what the time-series processor feeds."""
+    """tm1 / tp1 cloud-free, the nearest ones from 5 to 30 days before / after t: what the time-series processor
+    feeds."""
     same_date = AcquisitionFactory.get_acquisition(CONFIGS / "crga_os2_same_date.json")
     layout = AcquisitionFactory.get_acquisition(CONFIGS / "crga_os2_same_date_clear.json")
     assert layout.transplants == {"t": "clouds"}
@@ -635,6 +638,18 @@ def test_the_clear_neighbours_variant_differs_from_the_same_date_layout_by_its_t
             assert layout.acquisitions[name] == acquisition
     assert layout.acquisitions["tm1"].window_hours == (-720, -120)
     assert layout.acquisitions["tp1"].window_hours == (120, 720)
+    assert layout.acquisitions["tm1"].nearest and layout.acquisitions["tp1"].nearest  # as the processors choose
+
+
+def test_nearest_is_read_from_json_written_back_and_defaults_to_false():
+    content = guide_dict()
+    content["tm1"]["nearest"] = True
+    content["tp1"]["nearest"] = "True"  # the user guide's spelling of flags
+    layout = AcquisitionFactory.from_dict(content)
+    assert [layout.acquisitions[name].nearest for name in ("tm1", "t", "tp1")] == [True, False, True]
+    written = layout.to_dict()
+    assert written["tm1"]["nearest"] is True and written["tp1"]["nearest"] is True and "nearest" not in written["t"]
+    assert AcquisitionFactory.from_dict(json.loads(json.dumps(written))) == layout
 
 
 def test_same_date_python_and_json_forms_are_equal():

@@ -181,6 +181,39 @@ def test_search_finds_exactly_the_brute_force_tuples(tile_data, tmp_path, patchs
     assert any(row[4] == row[5] for row in expected)  # siblings share an image in some tuples
 
 
+def nearest_layout() -> AcquisitionsLayout:
+    """tm1 and tp1 clear (at most 10 % clouds) and the nearest such dates to t, up to 15 days away."""
+    layout = AcquisitionsLayout()
+    for name, window in (("tm1", (-360, -1)), ("tp1", (1, 360))):
+        layout.new_acquisition(
+            name, s2_acquisition=S2Acquisition(0, 10), timeframe_start_hours=window[0], timeframe_end_hours=window[1],
+            nearest=True,
+        )  # fmt: skip
+    layout.new_acquisition("t", s2_acquisition=S2Acquisition(0, 100), timeframe_origin=True)
+    return layout.validate()
+
+
+def test_nearest_acquisitions_take_the_closest_qualifying_date_of_each_patch(tile_data, tmp_path):
+    """Against the raw masks: per patch and date t, tm1 is the latest date before t (within 15 days) with at most
+    10 % clouds and no no-data, tp1 the earliest after; patches with no such date on a side have no tuple."""
+    catalog = load_tile_catalog(TilesConfig.load(tile_data / "tiles.json"), "T31TEJ", tmp_path)
+    found = find_tuples(nearest_layout(), catalog, None, 64)
+    cloud, s2_valid, _ = source_patch_stats(tile_data, 1)
+    days = np.array([(d - START).days for d in S2_DATES])
+    expected = set()
+    for r, c, t in itertools.product(range(4), range(4), range(6)):
+        clear = [i for i in range(6) if s2_valid[i, r, c] and cloud[i, r, c] <= 10 and 0 < abs(days[i] - days[t]) <= 15]
+        before, after = [i for i in clear if i < t], [i for i in clear if i > t]
+        if s2_valid[t, r, c] and before and after:
+            expected.add((r, c, max(before), t, min(after)))
+    rows = zip(found.patch_row, found.patch_col, found.s2["tm1"], found.s2["t"], found.s2["tp1"], strict=True)
+    assert {tuple(int(x) for x in row) for row in rows} == expected
+    assert len(found) == len(expected)
+    # the data exercise the rule: on patch (1, 2) date 1 is cloudy, so t = 2 takes date 0 as tm1; on patch (0, 0)
+    # dates 0 and 1 are both cloudy, so t = 2 has no tm1 there
+    assert (1, 2, 0, 2, 3) in expected and not any(row[:2] == (0, 0) and row[3] == 2 for row in expected)
+
+
 def test_catalog_index_is_reused_and_refreshed(tile_data, tmp_path, monkeypatch):
     config = TilesConfig.load(tile_data / "tiles.json")
     first = load_tile_catalog(config, "T31TEJ", tmp_path)

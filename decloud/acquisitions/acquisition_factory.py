@@ -33,6 +33,7 @@ from decloud.acquisitions.sensing_layout import (
     GAP_HOURS_KEY,
     MAX_CLOUD_KEY,
     MIN_CLOUD_KEY,
+    NEAREST_KEY,
     ORIGIN_KEY,
     RANDOM_KEY,
     S1_TYPE,
@@ -51,7 +52,15 @@ from decloud.acquisitions.sensing_layout import (
 )
 from decloud.core.paths import require_input_file
 
-ACQUISITION_FIELDS = (SENSORS_KEY, START_HOURS_KEY, END_HOURS_KEY, GAP_HOURS_KEY, ORIGIN_KEY, CLOUDS_FROM_KEY)
+ACQUISITION_FIELDS = (
+    SENSORS_KEY,
+    START_HOURS_KEY,
+    END_HOURS_KEY,
+    GAP_HOURS_KEY,
+    ORIGIN_KEY,
+    CLOUDS_FROM_KEY,
+    NEAREST_KEY,
+)
 SENSOR_FIELDS = {S1_TYPE: (TYPE_KEY,), S2_TYPE: (TYPE_KEY, MIN_CLOUD_KEY, MAX_CLOUD_KEY)}
 #: The random cloud bound as the original Decloud's layouts write it, "random.randint(0, 20)": two integers.
 DECLOUD_RANDINT = re.compile(r"random\.randint\( *(?P<low>-?\d{1,15}) *, *(?P<high>-?\d{1,15}) *\)")
@@ -134,13 +143,13 @@ def _sensor(sensor: str, content: Any, acquisition: str) -> S1Acquisition | S2Ac
         )
 
 
-def _origin_flag(value: Any, where: str) -> bool:
-    """``true``/``false`` or, as in the user guide, the strings "True"/"False" (any case)."""
+def _flag(value: Any, key: str, where: str) -> bool:
+    """``true``/``false`` or, as the user guide writes ``timeframe_origin``, the strings "True"/"False" (any case)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise LayoutError(f'{where}: {ORIGIN_KEY} must be true, false, "True" or "False", not {short_repr(value)}')
+    raise LayoutError(f'{where}: {key} must be true, false, "True" or "False", not {short_repr(value)}')
 
 
 def _add_acquisition(layout: AcquisitionsLayout, name: Any, content: Any) -> None:
@@ -157,8 +166,9 @@ def _add_acquisition(layout: AcquisitionsLayout, name: Any, content: Any) -> Non
         timeframe_start_hours=content.get(START_HOURS_KEY, 0),
         timeframe_end_hours=content.get(END_HOURS_KEY, 0),
         max_s1s2_gap_hours=content.get(GAP_HOURS_KEY),
-        timeframe_origin=_origin_flag(content.get(ORIGIN_KEY, False), where),
+        timeframe_origin=_flag(content.get(ORIGIN_KEY, False), ORIGIN_KEY, where),
         clouds_from=content.get(CLOUDS_FROM_KEY),
+        nearest=_flag(content.get(NEAREST_KEY, False), NEAREST_KEY, where),
     )
 
 

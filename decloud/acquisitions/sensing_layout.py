@@ -11,6 +11,10 @@ product's real cloud mask is transplanted onto this acquisition's clear image (s
 :mod:`decloud.acquisitions.transplant`); a ``target`` sibling with the window (0, 0) is then that same clear
 image. The donor contributes its mask and date, never its pixels.
 
+An acquisition may declare ``nearest``: of the images that qualify for it in its window, a patch then takes only
+the one closest in time to the origin (:mod:`decloud.core.closeness`), as the time-series processors choose each
+pixel's dates, instead of every one of them. Training then sees the time spans inference meets.
+
 Cloud bounds may be drawn at random (:class:`RandomBound`): randomness is data, resolved once per layout
 with a seed (:meth:`AcquisitionsLayout.resolved`), never code to evaluate.
 """
@@ -44,6 +48,7 @@ END_HOURS_KEY = "timeframe_end_hours"
 GAP_HOURS_KEY = "max_s1s2_gap_hours"
 ORIGIN_KEY = "timeframe_origin"
 CLOUDS_FROM_KEY = "clouds_from"
+NEAREST_KEY = "nearest"
 #: The JSON keys of a sensor: its type (``S1`` or ``S2``, as its key) and, for S2, the cloud bounds.
 TYPE_KEY = "type"
 MIN_CLOUD_KEY = "min_cloud_percent"
@@ -157,6 +162,7 @@ class Acquisition:
     max_s1s2_gap_hours: float | None = None
     is_origin: bool = False
     clouds_from: str | None = None  #: the mask donor acquisition, for same-date truth
+    nearest: bool = False  #: only the qualifying image closest in time to the origin, per patch
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -166,6 +172,7 @@ class Acquisition:
             self._check_window()
             self._check_gap()
             self._check_clouds_from()
+            self._check_nearest()
         except LayoutError as error:
             raise LayoutError(f"{prefix}: {error}") from None
 
@@ -201,6 +208,12 @@ class Acquisition:
         _require_number(self.max_s1s2_gap_hours, "max_s1s2_gap_hours")
         if self.max_s1s2_gap_hours <= 0:
             raise LayoutError(f"max_s1s2_gap_hours must be > 0, not {short_repr(self.max_s1s2_gap_hours)}")
+
+    def _check_nearest(self) -> None:
+        if not isinstance(self.nearest, bool):
+            raise LayoutError(f"{NEAREST_KEY} must be true or false, not {short_repr(self.nearest)}")
+        if self.nearest and self.is_origin:
+            raise LayoutError(f"{NEAREST_KEY}: the origin is the reference date itself, nearest to nothing")
 
     def _check_clouds_from(self) -> None:
         if self.clouds_from is None:
@@ -264,11 +277,13 @@ class AcquisitionsLayout:
         max_s1s2_gap_hours: float | None = None,
         timeframe_origin: bool = False,
         clouds_from: str | None = None,
+        nearest: bool = False,
     ) -> None:
         """Add an acquisition (checked now; the rules between acquisitions are checked by :meth:`validate`).
 
         ``clouds_from`` names the S2-only acquisition whose product's cloud mask is transplanted onto this
-        acquisition's clear image (same-date truth)."""
+        acquisition's clear image (same-date truth); ``nearest`` keeps, per patch, only its qualifying image
+        closest in time to the origin."""
         acquisition = Acquisition(
             name,
             s1=s1_acquisition,
@@ -277,6 +292,7 @@ class AcquisitionsLayout:
             max_s1s2_gap_hours=max_s1s2_gap_hours,
             is_origin=timeframe_origin,
             clouds_from=clouds_from,
+            nearest=nearest,
         )
         if name in self._acquisitions:
             raise LayoutError(f"acquisition {name!r} is defined twice")
@@ -410,6 +426,8 @@ def _acquisition_dict(acquisition: Acquisition) -> dict[str, Any]:
         result[GAP_HOURS_KEY] = acquisition.max_s1s2_gap_hours
     if acquisition.clouds_from is not None:
         result[CLOUDS_FROM_KEY] = acquisition.clouds_from
+    if acquisition.nearest:
+        result[NEAREST_KEY] = True
     if acquisition.is_origin:
         result[ORIGIN_KEY] = True
     else:

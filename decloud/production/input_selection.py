@@ -22,6 +22,7 @@ from rasterio.windows import Window
 
 from decloud.acquisitions.transplant import cloud_holes, holes_at_scale, punch_holes
 from decloud.core import keys
+from decloud.core.closeness import by_closeness
 from decloud.core.constants import HOUR, S1_NODATA, S2_NODATA
 from decloud.core.days import days_between
 from decloud.core.errors import InvalidArgumentError
@@ -29,11 +30,6 @@ from decloud.core.products import S1Image, S2Product
 from decloud.core.raster import Grid
 from decloud.production.blending import estimated_mask
 from decloud.production.sources import InputSource, KeyData, read_raster
-
-
-def by_closeness(times: Sequence[float], target: float) -> list[int]:
-    """Indices of ``times`` from the closest to ``target`` to the farthest (earlier first on a tie)."""
-    return sorted(range(len(times)), key=lambda i: (abs(times[i] - target), times[i]))
 
 
 def first_valid(valid: np.ndarray) -> np.ndarray:

@@ -11,7 +11,9 @@ A tuple is one image per acquisition of the layout such that:
   - an acquisition with S1 and S2 uses the valid S1 image closest in time to its S2 image (earlier one
     on a tie), which must lie within ``max_s1s2_gap_hours``; an S1-only acquisition uses any valid S1
     image of its window;
-  - no image (S1 or S2) serves two acquisitions unless they are siblings.
+  - no image (S1 or S2) serves two acquisitions unless they are siblings;
+  - an acquisition declared ``nearest`` takes, per patch, only the qualifying image of its window closest in
+    time to the reference date (earlier one on a tie, :mod:`decloud.core.closeness`).
 
 Work is vectorised over patches: Python loops run over reference dates and over the combinations of
 dates that the time windows allow, never over patches.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
+from decloud.core.closeness import by_closeness
 from decloud.core.constants import HOUR, PATCH_SIZE
 from decloud.core.errors import InvalidArgumentError
 from decloud.sampling.catalog import TileCatalog
@@ -113,9 +116,9 @@ def _closest_valid_s1(
     """(n_s2, R, C) index of the valid S1 image closest to each S2 image within the gap, -1 if none."""
     closest = np.full((len(s2_times), *s1_valid.shape[1:]), -1, dtype=np.int32)
     for i, s2_time in enumerate(s2_times):
-        gaps = np.abs(s1_times - s2_time)
-        candidates = np.flatnonzero(gaps <= max_gap_hours * HOUR)
-        candidates = candidates[np.lexsort((candidates, gaps[candidates]))]
+        candidates = np.array(
+            [j for j in by_closeness(s1_times, s2_time) if abs(s1_times[j] - s2_time) <= max_gap_hours * HOUR], int
+        )
         if len(candidates):
             valid = s1_valid[candidates]
             first = valid.argmax(axis=0)
@@ -170,6 +173,12 @@ def find_tuples(
             else _in_window(times[acquisition.name], reference_time, acquisition.window_hours)
             for acquisition in acquisitions
         ]
+        allowed = {
+            a.name: _nearest_only(qualifies[a.name], window, times[a.name], reference_time)
+            if a.nearest
+            else qualifies[a.name]
+            for a, window in zip(acquisitions, candidates, strict=True)
+        }
         combinations = int(np.prod([len(c) for c in candidates]))
         if combinations > MAX_COMBINATIONS_PER_DATE:
             raise InvalidArgumentError(
@@ -182,7 +191,7 @@ def find_tuples(
                 continue
             mask = stats.roi.copy()
             for name, image in chosen.items():
-                mask &= qualifies[name][image]
+                mask &= allowed[name][image]
             s1_used = {
                 name: paired_s1[name][chosen[name]] if name in paired_s1 else np.full(mask.shape, chosen[name])
                 for name in s1_names
@@ -203,6 +212,17 @@ def find_tuples(
                 )
             )
     return SampleTuples.concatenate(parts, s2_names, s1_names)
+
+
+def _nearest_only(qualifies: np.ndarray, candidates: list[int], image_times: np.ndarray, reference_time: float):
+    """A copy of ``qualifies`` (images, patch rows, patch cols) where, among ``candidates``, each patch keeps only
+    its qualifying image closest in time to ``reference_time``."""
+    nearest, taken = qualifies.copy(), np.zeros(qualifies.shape[1:], dtype=bool)
+    for position in by_closeness(image_times[candidates], reference_time):
+        image = candidates[position]
+        nearest[image] = qualifies[image] & ~taken
+        taken |= qualifies[image]
+    return nearest
 
 
 def _in_window(image_times: np.ndarray, reference_time: float, window_hours: tuple[float, float]) -> list[int]:
