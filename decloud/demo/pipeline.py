@@ -56,6 +56,9 @@ DATASETS = ("train", "valid", "test")
 #: never trained on.
 VALID_TEST_ROW_SHARES = (0.1, 0.3)
 LEARNING_RATE = 1e-3
+#: The model compares the clear pixels of the date within this radius (10 m pixels) with its interpolation in time:
+#: the date's own haze and light, seen from the middle of the demo's largest clouds (about 100 pixels across).
+OFFSET_RADIUS = 64
 #: The loss counts the holes and the pixels the processors blend the estimate into around them (--keep_clear):
 #: the model is used nowhere else.
 HOLE_MARGIN = MASK_DILATION + FADE_WIDTH
@@ -236,6 +239,7 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
             "with_dem": True,
             "residual": True,
             "time_weighted": True,
+            "offset_radius": OFFSET_RADIUS,
         },
         learning_rate=LEARNING_RATE,
         hole_margin=HOLE_MARGIN,

@@ -39,7 +39,7 @@ from decloud.testing.dem import make_dem
 from decloud.testing.landscape import BANDS, CLASSES, Conditions, backscatter, block_mean, class_map, reflectance
 from decloud.testing.noise import gamma_speckle
 from decloud.testing.s1tiling import make_s1tiling_pair
-from decloud.testing.sky import Weather, observe, sun_position, with_cover
+from decloud.testing.sky import Weather, clear_sky, observe, sun_position, with_cover
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, make_theia_product
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def swath_nodata(date: S2Date, window: Window) -> np.ndarray:
 class DateImage:
     """Everything of one Sentinel-2 date over a 10 m window: reflectances (0-1) in landscape band order."""
 
-    truth: np.ndarray  #: cloud-free surface
+    truth: np.ndarray  #: under the date's clear sky (its faint haze, no cloud, shadow or cirrus)
     seen: np.ndarray  #: under the date's sky
     clm: np.ndarray  #: uint8 THEIA cloud mask
     nodata: np.ndarray  #: bool, outside the swath
@@ -210,12 +210,12 @@ def date_image(plan: ScenePlan, index: int, window: Window) -> DateImage:
     """The :class:`DateImage` of date ``index`` over the 10 m ``window`` (cached: every band file of the date
     reads it, the 20 m ones through the same 10 m window)."""
     date = plan.s2[index]
-    truth = reflectance(window, plan.seed, conditions(plan, date.acquired))
+    surface = reflectance(window, plan.seed, conditions(plan, date.acquired))
     rows = np.arange(window.row_off, window.row_off + window.height)[:, np.newaxis] + 0.5
     cols = np.arange(window.col_off, window.col_off + window.width)[np.newaxis, :] + 0.5
-    seen, clm = observe(truth, rows, cols, date.weather, plan.seed)
+    seen, clm = observe(surface, rows, cols, date.weather, plan.seed)
     nodata = swath_nodata(date, window)
-    return DateImage(truth, seen, np.where(nodata, 0, clm).astype(np.uint8), nodata)
+    return DateImage(clear_sky(surface, date.weather), seen, np.where(nodata, 0, clm).astype(np.uint8), nodata)
 
 
 def _fine_window(window: Window, scale: int) -> Window:
@@ -307,7 +307,8 @@ def _profile(size: int, count: int, dtype: str, scale: int, nodata: float | None
 
 def write_truth(path: Path, plan: ScenePlan, index: int, scale: int) -> Path:
     """The cloud-free bands of date ``index`` on the grid of ``scale`` x 10 m (the 10 m or the 20 m stack, in
-    prepared order and units): what the generator draws without the sky; no data outside the swath."""
+    prepared order and units): the date under its clear sky (:func:`decloud.testing.sky.clear_sky`, the same-date
+    truth that training on transplanted masks learns); no data outside the swath."""
     bands = S2_BANDS_10M if scale == 1 else S2_BANDS_20M
     profile = _profile(plan.size, len(bands), "int16", scale, S2_NODATA)
     with atomic_file(path) as temporary, create_geotiff(temporary, profile, bands) as out:

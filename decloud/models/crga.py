@@ -11,7 +11,7 @@ from keras import ops
 
 from decloud.core import keys
 from decloud.core.errors import InvalidArgumentError
-from decloud.models.gapfilling import keep_or_interpolate, time_weight
+from decloud.models.gapfilling import interpolate, keep_or_interpolate, time_weight
 from decloud.models.model import is_valid_s2
 from decloud.models.registry import register
 from decloud.models.unet import MultiBranchUNet
@@ -19,6 +19,9 @@ from decloud.models.unet import MultiBranchUNet
 #: Scaled input -> change feature, per source: about 1 for a change of 3 dB of S1 backscatter (scaled S1 is
 #: (ln + 10) / 13, so 3 dB is 0.053), and for a change of 0.1 of S2 reflectance.
 CHANGE_SCALES = {keys.S1: 20.0, keys.S2: 10.0}
+#: Side (10 m pixels) of the cells the clear-pixel offset is averaged on (:meth:`CrgaOs2Unet.clear_offset`): the
+#: network's size multiple at depth 3, so that the cells of every chunk fall on the same grid (tile invariance).
+OFFSET_CELL = 8
 
 
 @register("crga_os1_unet")
@@ -46,9 +49,16 @@ class CrgaOs2Unet(MultiBranchUNet):
     pixel), and starts from the baseline itself. The network is then also given the evidence of what the
     interpolation misses (:meth:`change_features`), beside the DEM: without it, the small network did not find
     the change in the Sentinel-1 speckle within the demo's training budget (its correction stayed near 0).
+
+    With ``offset_radius`` (time-weighted only; 10 m pixels, 0: none), the network also sees how the clear pixels
+    of ``t`` within about that radius differ from the interpolation (:meth:`clear_offset`): the date's own haze and
+    light, which the two other dates do not share and which a small network cannot gather from deep inside a
+    large cloud.
     """
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {"with_s1": True, "residual": False, "time_weighted": False}
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "with_s1": True, "residual": False, "time_weighted": False, "offset_radius": 0,
+    }  # fmt: skip
     S1_ACQUISITIONS = ("tm1", "t", "tp1")
     S2_ACQUISITIONS = ("tm1", "t", "tp1")
     DAYS_ACQUISITIONS = ("tm1", "tp1")
@@ -57,6 +67,15 @@ class CrgaOs2Unet(MultiBranchUNet):
         super().__init__(**params)
         if self.params["time_weighted"] and not self.params["residual"]:
             raise InvalidArgumentError(f"model {self.name!r}: time_weighted weighs the residual's base: set residual")
+        radius = self.params["offset_radius"]
+        if radius and not self.params["time_weighted"]:
+            raise InvalidArgumentError(f"model {self.name!r}: offset_radius compares t with the base: time_weighted")
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+            raise InvalidArgumentError(f"model {self.name!r}: offset_radius must be an integer >= 0, not {radius!r}")
+        if radius and self.size_multiple % OFFSET_CELL:
+            raise InvalidArgumentError(
+                f"model {self.name!r}: offset_radius averages over cells of {OFFSET_CELL} pixels: depth must be >= 3"
+            )
 
     def input_keys(self) -> list[str]:
         days = [keys.key(keys.S2_DAYS, a) for a in self.DAYS_ACQUISITIONS] if self.params["time_weighted"] else []
@@ -92,12 +111,42 @@ class CrgaOs2Unet(MultiBranchUNet):
         features += [ops.multiply(change, CHANGE_SCALES[keys.S2]), weight, span]
         return keras.layers.AveragePooling2D(2, name="change_features")(ops.concatenate(features, axis=-1))
 
+    def clear_offset(self, normalized_inputs: dict[str, Any]) -> Any:
+        """At half resolution: the mean of ``t`` minus the interpolation in time over the OFFSET_CELL cells away from
+        any hole (the cell and its 8 neighbours valid in both), within a square of about ``offset_radius`` pixels
+        around each cell (scaled as the S2 change), and the share of such cells there (an offset from few cells says
+        less). Cloud masks miss the thin edges of clouds, which brighten the clear pixels next to them: a real
+        cloudy image shows them, the clear images that training punches holes in do not, so they are left out."""
+        weight = self.interpolation_weights(normalized_inputs)[keys.S2]
+        at, before, after = (normalized_inputs[keys.key(keys.S2, a)] for a in ("t", "tm1", "tp1"))
+        interpolated = interpolate(before, after, weight)
+        both = ops.cast(ops.all(ops.logical_and(is_valid_s2(at), is_valid_s2(interpolated)), axis=-1, keepdims=True),
+                        "float32")  # fmt: skip
+        difference = ops.where(ops.greater(both, 0.0), ops.subtract(at, interpolated), ops.zeros_like(at))
+        cells = keras.layers.AveragePooling2D(OFFSET_CELL, name="offset_cells")
+        whole = ops.cast(ops.greater(cells(both), 0.999), "float32")  # cells with no hole pixel
+        away = ops.negative(keras.layers.MaxPooling2D(3, strides=1, padding="same")(ops.negative(whole)))
+        window = 2 * -(-self.params["offset_radius"] // OFFSET_CELL) + 1
+        neighbourhood = keras.layers.AveragePooling2D(window, strides=1, padding="same", name="offset_window")
+        pooled = neighbourhood(ops.concatenate([ops.multiply(cells(difference), away), away], axis=-1))
+        summed, share = pooled[..., :-1], pooled[..., -1:]
+        offset = ops.divide(summed, ops.maximum(share, 1e-3))
+        features = ops.concatenate([ops.multiply(offset, CHANGE_SCALES[keys.S2]), share], axis=-1)
+        # cells -> half resolution: each repeated, then averaged over a box as wide, a linear ramp from one cell's
+        # value to the next (what bilinear resizing gives, written with operations that take any input size)
+        factor = OFFSET_CELL // 2
+        repeated = ops.repeat(ops.repeat(features, factor, axis=1), factor, axis=2)
+        return keras.layers.AveragePooling2D(factor, strides=1, padding="same", name="clear_offset")(repeated)
+
     def context(self, normalized_inputs: dict[str, Any]) -> Any:
         dem = super().context(normalized_inputs)
         if not self.params["time_weighted"]:
             return dem
-        change = self.change_features(normalized_inputs)
-        return change if dem is None else ops.concatenate([dem, change], axis=-1)
+        features = [dem] if dem is not None else []
+        features.append(self.change_features(normalized_inputs))
+        if self.params["offset_radius"]:
+            features.append(self.clear_offset(normalized_inputs))
+        return ops.concatenate(features, axis=-1)
 
     def get_outputs(self, normalized_inputs: dict[str, Any]) -> dict[str, Any]:
         corrections = super().get_outputs(normalized_inputs)

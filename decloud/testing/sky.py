@@ -134,6 +134,18 @@ def with_cover(weather: Weather, cover: float, rows: np.ndarray, cols: np.ndarra
     return replace(weather, cover=cover, threshold=threshold)
 
 
+def veiled(surface: np.ndarray, opacity: float | np.ndarray) -> np.ndarray:
+    """``surface`` (bands, rows, cols) seen through haze or cirrus of ``opacity`` (a number or (rows, cols))."""
+    return surface * (1.0 - opacity) + opacity * CIRRUS[:, None, None]
+
+
+def clear_sky(surface: np.ndarray, weather: Weather) -> np.ndarray:
+    """What Sentinel-2 would see of ``surface`` on the date without its clouds, their shadows and its cirrus: the
+    ground under the date's faint haze, which veils the whole scene (the clear pixels a user keeps included) and
+    which no cloud mask flags. The same-date truth of a cloudy pixel, as a clear image of that date would give it."""
+    return veiled(surface, weather.haze)
+
+
 def observe(surface: np.ndarray, rows: np.ndarray, cols: np.ndarray, weather: Weather, seed: int):
     """What Sentinel-2 sees of ``surface`` (reflectance, (bands, rows, cols), bands as in the landscape) under
     ``weather``, and the CLM of it: the shadows darken the ground, the haze and cirrus veil it, the clouds hide
@@ -142,8 +154,7 @@ def observe(surface: np.ndarray, rows: np.ndarray, cols: np.ndarray, weather: We
     cirrus = cirrus_opacity(rows, cols, weather, seed)
     clouds = cloud_opacity(rows, cols, weather, seed)
     lit = surface * (1.0 - SHADOW_LOSS[:, None, None] * shade)
-    veil = np.clip(weather.haze + cirrus, 0.0, 1.0)
-    hazy = lit * (1.0 - veil) + veil * CIRRUS[:, None, None]
+    hazy = veiled(lit, np.clip(weather.haze + cirrus, 0.0, 1.0))
     tops = CLOUD_TOP[:, None, None] * (0.85 + 0.3 * value_noise(rows, cols, 6.0, seed, _TOPS))
     seen = hazy * (1.0 - clouds) + clouds * tops
     clm = np.zeros(clouds.shape, dtype=np.uint8)
