@@ -233,25 +233,25 @@ def test_a_time_weighted_crga_sees_what_changed_since_the_clear_dates():
 
 
 def test_the_clear_offset_is_the_mean_difference_of_t_away_from_its_holes_within_the_radius():
-    """On a 48 x 48 input (6 x 6 cells of 8 pixels), t is clear over cells (0-2, 0-2) only, at 1600 where the
-    interpolation is 1500 (1000 and 2000, 5 days either side). Only cells (0-1, 0-1) are away from the holes (they
-    and their neighbours clear): the offset is 100 = 0.01 reflectance, x 10 = 0.1, over the cells whose window
-    (radius 16 pixels: 2 cells) reaches them, 0 beyond; at cell (0, 0) they are 4 of the 9 cells of the window."""
+    """On a 64 x 64 input (8 x 8 cells of 8 pixels), t is clear over cells (0-3, 0-3) only, at 1600 where the
+    interpolation is 1500 (1000 and 2000, 5 days either side). Only cells (0-2, 0-2) are a cell away from the
+    holes: the offset is 100 = 0.01 reflectance, x 10 = 0.1, over the cells whose window (radius 24 pixels: 3
+    cells) reaches them (cells 0-5), 0 beyond; at cell (0, 0) they are 9 of the 16 cells of its window."""
     network = create_model(
-        "crga_os2_unet", filters=4, depth=3, residual=True, time_weighted=True, offset_radius=16
+        "crga_os2_unet", filters=4, depth=3, residual=True, time_weighted=True, offset_radius=24
     ).model()
     features = keras.Model(network.inputs, network.get_layer("clear_offset").output)
-    feed = {tensor.name: np.zeros((1, 48, 48, tensor.shape[-1]), np.float32) for tensor in network.inputs}
+    feed = {tensor.name: np.zeros((1, 64, 64, tensor.shape[-1]), np.float32) for tensor in network.inputs}
     feed["s2_tm1"][:], feed["s2_tp1"][:] = 1000.0, 2000.0
     feed["s2_days_tm1"][:], feed["s2_days_tp1"][:] = -5.0, 5.0
     feed["s2_t"][:] = S2_NODATA
-    feed["s2_t"][0, :24, :24] = 1600.0
+    feed["s2_t"][0, :32, :32] = 1600.0
     result = np.asarray(features(feed))[0]
-    assert result.shape == (24, 24, 4 + 1)  # half resolution: the offset of the 4 bands and the share
-    np.testing.assert_allclose(result[0, 0], [0.1, 0.1, 0.1, 0.1, 4 / 9], atol=1e-5)
-    np.testing.assert_allclose(result[:14, :14, :4], 0.1, atol=1e-5)  # cells 0 to 3 reach cells 0-1
-    np.testing.assert_allclose(result[18:, :, :], 0.0, atol=1e-6)  # cells 4 and 5 do not
-    np.testing.assert_allclose(result[:, 18:, :], 0.0, atol=1e-6)
+    assert result.shape == (32, 32, 4 + 1)  # half resolution: the offset of the 4 bands and the share
+    np.testing.assert_allclose(result[0, 0], [0.1, 0.1, 0.1, 0.1, 9 / 16], atol=1e-5)
+    np.testing.assert_allclose(result[:22, :22, :4], 0.1, atol=1e-5)  # cells 0 to 5
+    np.testing.assert_allclose(result[25:, :, :], 0.0, atol=1e-6)  # cells 6 and 7
+    np.testing.assert_allclose(result[:, 25:, :], 0.0, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ CHANGE_SCALES = {keys.S1: 20.0, keys.S2: 10.0}
 #: Side (10 m pixels) of the cells the clear-pixel offset is averaged on (:meth:`CrgaOs2Unet.clear_offset`): the
 #: network's size multiple at depth 3, so that the cells of every chunk fall on the same grid (tile invariance).
 OFFSET_CELL = 8
+#: Cells of clearance between a hole and a cell whose offset counts (:meth:`CrgaOs2Unet.clear_offset`).
+OFFSET_CLEARANCE = 1
 
 
 @register("crga_os1_unet")
@@ -113,7 +115,7 @@ class CrgaOs2Unet(MultiBranchUNet):
 
     def clear_offset(self, normalized_inputs: dict[str, Any]) -> Any:
         """At half resolution: the mean of ``t`` minus the interpolation in time over the OFFSET_CELL cells away from
-        any hole (the cell and its 8 neighbours valid in both), within a square of about ``offset_radius`` pixels
+        any hole (the cells within OFFSET_CLEARANCE valid in both), within a square of about ``offset_radius`` pixels
         around each cell (scaled as the S2 change), and the share of such cells there (an offset from few cells says
         less). Cloud masks miss the thin edges of clouds, which brighten the clear pixels next to them: a real
         cloudy image shows them, the clear images that training punches holes in do not, so they are left out."""
@@ -125,7 +127,8 @@ class CrgaOs2Unet(MultiBranchUNet):
         difference = ops.where(ops.greater(both, 0.0), ops.subtract(at, interpolated), ops.zeros_like(at))
         cells = keras.layers.AveragePooling2D(OFFSET_CELL, name="offset_cells")
         whole = ops.cast(ops.greater(cells(both), 0.999), "float32")  # cells with no hole pixel
-        away = ops.negative(keras.layers.MaxPooling2D(3, strides=1, padding="same")(ops.negative(whole)))
+        clearance = keras.layers.MaxPooling2D(2 * OFFSET_CLEARANCE + 1, strides=1, padding="same")
+        away = ops.negative(clearance(ops.negative(whole)))
         window = 2 * -(-self.params["offset_radius"] // OFFSET_CELL) + 1
         neighbourhood = keras.layers.AveragePooling2D(window, strides=1, padding="same", name="offset_window")
         pooled = neighbourhood(ops.concatenate([ops.multiply(cells(difference), away), away], axis=-1))
