@@ -317,18 +317,20 @@ def commands(inputs: dict[str, Path]) -> list[Command]:
 # --- Checks -------------------------------------------------------------------------------------------
 
 
-def readable(path: Path) -> str | None:
-    """None when ``path`` is a complete, readable output; else what is wrong."""
+def readable(path: Path, output: bool = True) -> str | None:
+    """None when ``path`` is a complete, readable output (or, not ``output``, a folder or file inside one);
+    else what is wrong."""
     try:
         if path.is_dir():
-            if not (path / COMPLETION_MARKER).is_file():
+            if output and not (path / COMPLETION_MARKER).is_file():
                 return "folder without completion marker"
             if (path / "zarr.json").is_file():  # a series store: its arrays' folders are Zarr's, read it all
                 store = SeriesStore(path)
                 for source in store.sources:
                     store.read(source)
                 return None
-            return next((f"{p.name}: {why}" for p in sorted(path.iterdir()) if (why := readable(p))), None)
+            inside = sorted(path.iterdir())
+            return next((f"{p.name}: {why}" for p in inside if (why := readable(p, output=False))), None)
         if path.suffix == ".tif":
             with rasterio.open(path) as dataset:
                 dataset.read()
