@@ -6,7 +6,7 @@ per size, with the model loaded and its graph traced once (one-off costs, kept o
     margins, 10 m and 20 m inputs; no I/O): the pure compute, timed before and after the streamed run and
     averaged, so that a change of the machine's load during the run weighs on both sides alike;
   - streams the model over the whole product (read with mirrored margins, compute, convert, write the 5 m
-    GeoTIFF and read it back to verify it);
+    GeoTIFF and verify it);
 and prints input pixels/s of both, their ratio (streamed / pure, target >= 0.87), the same ratio in CPU time
 of this process (all its threads: what the streamed run costs beyond the model, whatever else the machine
 runs), and the peak RSS of the streamed run (target: at the largest size <= 1.2 x at the smallest).

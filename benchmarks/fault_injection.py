@@ -13,6 +13,7 @@ sizes free. Prints one row per case and a summary; exits 1 when a case breaks a 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from affine import Affine
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout, S2Acquisition
 from decloud.core.atomic import COMPLETION_MARKER, is_temporary
 from decloud.core.constants import S1_SUFFIX_VVVH
+from decloud.core.naming import parse_s2_product_name, superres_output_name
 from decloud.core.products import prepared_s1_series, prepared_s2_series, s1_nodata_stats_path
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
@@ -41,6 +43,7 @@ from decloud.sits.encoder import build_encoder
 from decloud.sits.observations import PreparedS2Series
 from decloud.sits.pretrain import save_encoder
 from decloud.sits.store import SeriesStore, extract_series
+from decloud.superres.backends import SISR
 from decloud.testing.dem import make_dem
 from decloud.testing.s1tiling import make_s1tiling_pair
 from decloud.testing.theia import DEFAULT_CRS, DEFAULT_ORIGIN, make_theia_product
@@ -49,6 +52,8 @@ START = datetime(2020, 6, 1, 10, 30, tzinfo=UTC)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 NOTE = "the user's own file"
 TMPFS_SIZE_MB = 30
+#: Exit status and last word of a run stopped by a signal it handles: Ctrl-C, SIGTERM.
+HANDLED = {"INT": (130, "interrupted"), "TERM": (143, "terminated")}
 
 
 @dataclass
@@ -60,6 +65,14 @@ class Command:
     outputs: Callable[[Path], list[Path]]
     publications: int  #: outputs published per run (the last one is killed "before" in one case)
     listing: Callable[[Path], object] | None = None  #: discovery to run on the case folder
+    variant: str = ""  #: tells apart the rows of two cases of one command
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}{self.variant and f' ({self.variant})'}"
+
+    def folder(self, work: Path, case: str) -> Path:
+        return work / f"{self.name}{self.variant and f'-{self.variant}'}-{case}"
 
 
 @dataclass
@@ -75,6 +88,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     traceback: bool = False  #: the run ended with a traceback instead of one line
+    stop: str = "-"  #: for Ctrl-C and SIGTERM, how the run stopped (see :func:`clean_stop`)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +99,7 @@ class Row:
             and self.discovery in ("ok", "-")
             and self.rerun == 0
             and self.left == 0
+            and not self.stop.startswith("BAD")
         )
 
 
@@ -116,10 +131,12 @@ def build_inputs(root: Path) -> dict[str, Path]:
     info = SeriesStore(store).sources["s2"]
     encoder = build_encoder("mlp", bands=10, band_mean=info.band_mean, band_std=info.band_std, dim=8, depth=1)
     save_encoder(encoder, {"source": "s2", "bands": list(info.bands), "max_length": 3}, root / "encoder")
+    superres = create_model("superres_carn", filters=8, blocks=1, units=1, groups=2)  # x2, small, untrained
+    superres_model = export_savedmodel(superres.model(), superres, root / "superres")
     return {
         "raw": raws[0], "vh": vh, "products": products[0].parent, "p0": products[0], "p1": products[1],
         "p2": products[2], "tiles": root / "tiles.json", "rois": rois, "dem": dem, "layout": root / "layout.json",
-        "savedmodel": savedmodel, "store": store, "encoder": root / "encoder",
+        "savedmodel": savedmodel, "store": store, "encoder": root / "encoder", "superres": superres_model,
     }  # fmt: skip
 
 
@@ -256,24 +273,64 @@ def commands(inputs: dict[str, Path]) -> list[Command]:
             lambda c: [c / "map" / "e.tif", c / "map" / "e_pca.tif", c / "map" / "e_pca.png"],
             3,
         ),
+        Command(
+            "superres",
+            lambda c: [
+                "--in_image",
+                str(i["p0"]),
+                "--out",
+                str(c / "sr" / "x2.tif"),
+                "--model",
+                str(i["superres"]),
+                "--ts",
+                "128",
+                "--bicubic",
+            ],
+            lambda c: [c / "sr" / "x2.tif", c / "sr" / "x2_bicubic.tif"],
+            2,
+        ),
+        Command(  # from the raw product: prepared into a temporary folder beside the outputs first
+            "superres",
+            lambda c: [
+                "--in_image",
+                str(i["raw"]),
+                "--out",
+                str(c / "sr"),
+                "--model",
+                str(i["superres"]),
+                "--ts",
+                "128",
+            ],
+            lambda c: [c / "sr" / superres_output_name(parse_s2_product_name(i["raw"].name), 5.0, SISR)],
+            1,
+            variant="raw",
+        ),
+        Command(
+            "demo-superres",
+            lambda c: ["--out", str(c / "demo"), "--quick"],
+            lambda c: [c / "demo"],
+            1,
+        ),
     ]
 
 
 # --- Checks -------------------------------------------------------------------------------------------
 
 
-def readable(path: Path) -> str | None:
-    """None when ``path`` is a complete, readable output; else what is wrong."""
+def readable(path: Path, output: bool = True) -> str | None:
+    """None when ``path`` is a complete, readable output (or, not ``output``, a folder or file inside one);
+    else what is wrong."""
     try:
         if path.is_dir():
-            if not (path / COMPLETION_MARKER).is_file():
+            if output and not (path / COMPLETION_MARKER).is_file():
                 return "folder without completion marker"
             if (path / "zarr.json").is_file():  # a series store: its arrays' folders are Zarr's, read it all
                 store = SeriesStore(path)
                 for source in store.sources:
                     store.read(source)
                 return None
-            return next((f"{p.name}: {why}" for p in sorted(path.iterdir()) if (why := readable(p))), None)
+            inside = sorted(path.iterdir())
+            return next((f"{p.name}: {why}" for p in inside if (why := readable(p, output=False))), None)
         if path.suffix == ".tif":
             with rasterio.open(path) as dataset:
                 dataset.read()
@@ -334,9 +391,45 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return lines[-1][:140] if lines else ""
 
 
+def fingerprint(path: Path) -> str | None:
+    """A digest of a file's bytes, or of every file of a folder (names and bytes); None when absent."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return hashlib.sha256("".join(f"{p.relative_to(path)}:{fingerprint(p)};" for p in files).encode()).hexdigest()
+    return None
+
+
+def clean_stop(command: Command, case: Path, signal: str, result: subprocess.CompletedProcess,
+               previous: dict[Path, str | None]) -> str:  # fmt: skip
+    """For a signal the command handles (Ctrl-C, SIGTERM): its exit status and one line saying so, no temporary
+    left even before a rerun cleans up, and the outputs there before the run (``previous``) unchanged. '-' for
+    a SIGKILL, 'ok', or 'BAD ...'."""
+    if signal not in HANDLED:
+        return "-"
+    status, word = HANDLED[signal]
+    if result.returncode != status:
+        return f"BAD exit {result.returncode} instead of {status}"
+    if last_line(result) != f"decloud {command.name}: {word}":
+        return f"BAD last line {last_line(result)!r}"
+    if left := temporaries(case):
+        return f"BAD {left} temporaries left"
+    changed = [path.name for path, digest in previous.items() if fingerprint(path) != digest]
+    return f"BAD changed or deleted: {', '.join(changed)}" if changed else "ok"
+
+
 def check_case(
-    command: Command, case: Path, fault: str, result: subprocess.CompletedProcess, planted: list[Path]
+    command: Command,
+    case: Path,
+    fault: tuple[str, int, str],
+    result: subprocess.CompletedProcess,
+    planted: list[Path],
+    previous: dict[Path, str | None],
+    label: str = "",
 ) -> Row:
+    point, count, signal = fault
+    stop = clean_stop(command, case, signal, result, previous)
     outputs = command.outputs(case)
     state = outputs_state(outputs)
     kept = "kept" if all(p.is_file() and p.read_text() == NOTE for p in planted) else "LOST"
@@ -348,12 +441,14 @@ def check_case(
         except Exception as error:  # a reader that trips over what the run left
             discovery = f"FAILS: {str(error)[:60]}"
     rerun = decloud([command.name, *command.argv(case)])
-    row = Row(command.name, fault, result.returncode, state, kept, discovery, rerun.returncode, temporaries(case))
+    fault_text = f"{label}{signal} at {point} {count}"
+    row = Row(command.label, fault_text, result.returncode, state, kept, discovery, rerun.returncode, temporaries(case))
+    row.stop = stop
     if rerun.returncode == 0 and outputs_state(outputs) != "all":
         row.rerun, row.notes = -1, [f"rerun left outputs {outputs_state(outputs)}"]
     if rerun.returncode != 0:
         row.notes.append(f"rerun: {last_line(rerun)}")
-    if result.returncode not in (0, -9, 143):
+    if result.returncode not in (0, -9, 130, 143):
         row.notes.append(last_line(result))
     if result.returncode == 0:
         row.notes.append("fault point not reached: the run completed")
@@ -368,23 +463,29 @@ def kill_cases(command: Command, work: Path) -> list[Row]:
     faults = [
         ("progress", 1, "KILL"),
         ("progress", 2, "TERM"),
+        ("progress", 2, "INT"),
         ("publish", 1, "KILL"),
         ("published", 1, "KILL"),
         ("publish", command.publications, "KILL"),
     ]
     rows = []
-    for point, count, signal in dict.fromkeys(faults):
-        case = work / f"{command.name}-{point}{count}-{signal}"
+    for fault in dict.fromkeys(faults):
+        point, count, signal = fault
+        case = command.folder(work, f"{point}{count}-{signal}")
         planted = plant_user_files(case, command.outputs(case))
-        result = decloud([command.name, *command.argv(case)], (point, count, signal))
-        rows.append(check_case(command, case, f"{signal} at {point} {count}", result, planted))
-    case = work / f"{command.name}-overwrite"
+        result = decloud([command.name, *command.argv(case)], fault)
+        rows.append(check_case(command, case, fault, result, planted, dict.fromkeys(command.outputs(case))))
+    case = command.folder(work, "overwrite")
     planted = plant_user_files(case, command.outputs(case))
     first = decloud([command.name, *command.argv(case)])
     if first.returncode != 0:  # the command cannot run on these inputs: say so, do not stop the table
-        return [*rows, Row(command.name, "first run FAILED", first.returncode, last_line(first), "-", "-", -1, 0)]
-    result = decloud([command.name, *command.argv(case), "--overwrite"], ("published", 1, "KILL"))
-    rows.append(check_case(command, case, "--overwrite, KILL at published 1", result, planted))
+        return [*rows, Row(command.label, "first run FAILED", first.returncode, last_line(first), "-", "-", -1, 0)]
+    # Interrupted while replacing its outputs, the run leaves them as they were; killed once it has published
+    # the first new one, the run leaves complete outputs (new or old).
+    for fault in [("progress", 1, "INT"), ("progress", 2, "TERM"), ("published", 1, "KILL")]:
+        previous = {path: fingerprint(path) for path in command.outputs(case)}
+        result = decloud([command.name, *command.argv(case), "--overwrite"], fault)
+        rows.append(check_case(command, case, fault, result, planted, previous, "--overwrite, "))
     return rows
 
 
@@ -399,9 +500,9 @@ def mount_tmpfs(folder: Path) -> bool:
 def full_disk_cases(command: Command, work: Path, free_kb: list[int]) -> list[Row]:
     rows = []
     for free in free_kb:
-        disk = work / f"disk-{command.name}-{free}"
+        disk = command.folder(work, f"disk-{free}")
         if not mount_tmpfs(disk):
-            return [Row(command.name, "full disk", 0, "skipped: cannot mount tmpfs (not root?)", "kept", "-", 0, 0)]
+            return [Row(command.label, "full disk", 0, "skipped: cannot mount tmpfs (not root?)", "kept", "-", 0, 0)]
         try:
             case = disk / "case"
             planted = plant_user_files(case, command.outputs(case))
@@ -416,7 +517,7 @@ def full_disk_cases(command: Command, work: Path, free_kb: list[int]) -> list[Ro
             left = temporaries(case)
             filler.unlink()
             rerun = decloud([command.name, *command.argv(case)])
-            row = Row(command.name, f"{free} KB free", result.returncode, state, kept, "-", rerun.returncode, left)
+            row = Row(command.label, f"{free} KB free", result.returncode, state, kept, "-", rerun.returncode, left)
             if result.returncode == 0 and state != "all":
                 row.outputs = f"BAD exit 0 with outputs {state}"
             if rerun.returncode == 0 and outputs_state(command.outputs(case)) != "all":
@@ -430,14 +531,16 @@ def full_disk_cases(command: Command, work: Path, free_kb: list[int]) -> list[Ro
     return rows
 
 
-HEADER = "| command | fault | exit | final outputs | user files | discovery | rerun exit | temporaries | note |"
+HEADER = (
+    "| command | fault | exit | clean stop | final outputs | user files | discovery | rerun exit | temporaries | note |"
+)
 
 
 def table_row(r: Row) -> str:
     note = "; ".join(n for n in r.notes if n).replace("|", "/")
     mark = ("" if r.ok else " **FAIL**") + (" (traceback)" if r.traceback else "")
     return (
-        f"| {r.command} | {r.fault}{mark} | {r.status} | {r.outputs} | {r.user_files} | {r.discovery} | "
+        f"| {r.command} | {r.fault}{mark} | {r.status} | {r.stop} | {r.outputs} | {r.user_files} | {r.discovery} | "
         f"{r.rerun} | {r.left} | {note} |"
     )
 

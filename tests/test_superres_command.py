@@ -4,6 +4,9 @@ no-data, naming, both model formats, and bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -199,3 +202,58 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(product, x2_model, tmp_
     assert _run("--in_image", product, "--out", out, "--model", x2_model, "--factor", 4) == 1
     assert "is x2" in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())
+
+
+# --- Outputs already there, interruptions ------------------------------------------------------------
+
+
+def test_a_complete_output_is_skipped_and_a_foreign_file_is_never_replaced(product, x2_model, tmp_path, capsys):
+    out = tmp_path / "x2.tif"
+    args = ("--in_image", product, "--out", out, "--model", x2_model, "--roip", 0, 0, 64, 48)
+    assert _run(*args) == 0
+    written = out.stat().st_mtime_ns
+    assert _run(*args) == 0 and out.stat().st_mtime_ns == written  # ours, complete: skipped
+    assert _run(*args, "--overwrite") == 0 and out.stat().st_mtime_ns != written  # replaced on demand
+    foreign = tmp_path / "foreign.tif"
+    foreign.write_bytes(b"a file of the user's")
+    capsys.readouterr()
+    assert _run(*args[:3], foreign, *args[4:], "--overwrite") == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "foreign.tif exists and was not written complete by decloud" in error[0]
+    assert foreign.read_bytes() == b"a file of the user's"
+
+
+def _signalled(signal: str, *args: object) -> subprocess.CompletedProcess:
+    """``decloud superres`` in a subprocess that sends itself ``signal`` after its second chunk."""
+    command = [sys.executable, "-m", "decloud.testing.faults", "progress", "2", signal, "superres", *map(str, args)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def test_sigterm_while_streaming_leaves_no_output_and_keeps_the_previous_one(product, x2_model, tmp_path):
+    out = tmp_path / "out"
+    args = ("--in_image", product, "--out", out, "--model", x2_model, "--ts", 64, "--bicubic")  # 25 chunks
+    stopped = _signalled("TERM", *args)
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == "decloud superres: terminated"
+    assert "Traceback" not in stopped.stderr
+    assert list(out.iterdir()) == []  # neither output, nor a temporary
+    assert _run(*args) == 0
+    previous = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(previous) == [
+        "SENTINEL2B_20201012_L2A_T31TEJ_5m_bicubic.tif",
+        "SENTINEL2B_20201012_L2A_T31TEJ_5m_sisr.tif",
+    ]
+    stopped = _signalled("TERM", *args, "--overwrite")
+    assert stopped.returncode == 143, stopped.stderr
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == previous
+
+
+def test_ctrl_c_on_a_raw_product_removes_its_preparation(x2_model, tmp_path):
+    raw = make_theia_product(tmp_path / "raw", acquired=ACQUIRED, shape=(128, 128))
+    out = tmp_path / "out"
+    stopped = _signalled("INT", "--in_image", raw, "--out", out, "--model", x2_model, "--ts", 32)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == "decloud superres: interrupted"
+    assert "Traceback" not in stopped.stderr
+    assert list(out.iterdir()) == []  # the product prepared for the run is gone with it

@@ -1,13 +1,15 @@
 """Failed writes are never published: a GeoTIFF whose last writes were lost (full disk: rasterio's close()
-does not raise) is caught by the read-back of every raster-writing path, reported in one line naming the
-file, and nothing is left under the final name. Checked with a fault-injecting close (everywhere) and on
-a real full file system (a small tmpfs, when mounting is permitted)."""
+does not raise) is caught by the check of the written file's blocks on every raster-writing path, reported
+in one line naming the file, and nothing is left under the final name. Checked with a fault-injecting close
+(everywhere), with blocks placed as failed writes leave them, and on a real full file system (a small tmpfs,
+when mounting is permitted)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from datetime import datetime
@@ -67,6 +69,47 @@ def test_a_block_never_written_fails(tmp_path: Path) -> None:
     with rasterio.open(path) as dataset:
         assert (dataset.read(window=((256, 300), (256, 300))) == 0).all()  # reads back silently
     with pytest.raises(OutputWriteError, match=r"block \(0, 1\) of band 1 is missing"):
+        verify_geotiff(path)
+
+
+def tile_offsets(path: Path) -> tuple[int, list[int]]:
+    """Where the TileOffsets values (tag 324, LONG) of a little-endian classic TIFF are, and the values."""
+    data = path.read_bytes()
+    assert data[:4] == b"II*\x00"
+    (directory,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, directory)
+    for entry in range(directory + 2, directory + 2 + 12 * entries, 12):
+        tag, kind, count, place = struct.unpack_from("<HHII", data, entry)
+        if tag == 324:
+            assert kind == 4 and count > 1
+            return place, list(struct.unpack_from(f"<{count}I", data, place))
+    raise AssertionError("no TileOffsets")
+
+
+def test_a_block_written_over_by_the_next_one_fails(tmp_path: Path) -> None:
+    """Bytes lost in a write buffer leave the next block written where the lost ones were recorded: both
+    blocks are recorded, inside the file, but overlap."""
+    path = tmp_path / "a.tif"
+    write_test_tiff(path)
+    verify_geotiff(path)
+    place, offsets = tile_offsets(path)
+    with path.open("r+b") as file:  # the second block of band 1 (pixel-interleaved: of every band) starts 10
+        file.seek(place + 4)  # bytes into the first one
+        file.write(struct.pack("<I", offsets[0] + 10))
+    with pytest.raises(OutputWriteError, match=r"block \(0, 1\) of band 1 lies over block \(0, 0\) of band 1"):
+        verify_geotiff(path)
+
+
+def test_a_band_interleaved_file_is_checked_band_by_band(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    write_test_tiff(path, interleave="band")
+    verify_geotiff(path)
+    place, offsets = tile_offsets(path)
+    assert len(offsets) == 8  # 2 x 2 blocks of 256 pixels, 2 bands
+    with path.open("r+b") as file:  # the first block of band 2 over the last one of band 1
+        file.seek(place + 4 * 4)
+        file.write(struct.pack("<I", offsets[3] + 1))
+    with pytest.raises(OutputWriteError, match=r"lies over block \(1, 1\) of band 1"):
         verify_geotiff(path)
 
 

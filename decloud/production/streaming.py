@@ -192,19 +192,22 @@ def _mirror_read(source: InputSource, row: int, col: int, size: int) -> dict[str
 
 def _to_output_values(estimate: np.ndarray, valid: np.ndarray, output: OutputSpec) -> np.ndarray:
     """Output values of a model estimate (rows, cols, bands), ``output.nodata`` where ``valid`` is false. The
-    default conversion (prepared int16 units, rounded and clipped to the output range) works in place on one
+    default conversion (prepared int16 units, clipped to the output range and rounded) works in place on one
     float copy, since the main thread, which also runs the model, does this for every output pixel (a x2
-    super-resolution writes 40 values per input pixel)."""
+    super-resolution writes 40 values per input pixel). That copy is made band by band, so that the values
+    (rows, cols, bands) are a view of a contiguous (bands, rows, cols) array: the layout of the GeoTIFF's
+    band-interleaved tiles, which GDAL then takes without reordering them."""
     if output.convert is not None:
         values = np.full((*valid.shape, len(output.descriptions)), output.nodata, output.dtype)
         values[valid] = output.convert(estimate[valid])
         return values
-    values = np.rint(estimate)
-    np.clip(values, *OUTPUT_RANGE, out=values)
-    values = values.astype(output.dtype)
+    bands = np.maximum(np.moveaxis(estimate, -1, 0), OUTPUT_RANGE[0])  # np.clip is twice as slow
+    np.minimum(bands, OUTPUT_RANGE[1], out=bands)
+    np.rint(bands, out=bands)
+    values = bands.astype(output.dtype)
     if not valid.all():
-        values[~valid] = output.nodata
-    return values
+        values[:, ~valid] = output.nodata
+    return np.moveaxis(values, 0, -1)
 
 
 def _resample_mask(valid: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
@@ -391,6 +394,7 @@ class StreamingEngine:
                     transform=grid.transform,
                     nodata=destination.nodata,
                     deflate_level=OUTPUT_DEFLATE_LEVEL,
+                    band_interleaved=True,  # smaller files, less CPU time (see geotiff_profile)
                 )
                 spec = destination.spec
                 tags = dict(spec.tags or {}) if spec else None

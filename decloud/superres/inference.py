@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from affine import Affine
 
+from decloud.core.atomic import outputs_to_write, remove_stale_temporaries, skip_message, temporary_sibling
 from decloud.core.constants import S2_BANDS_10M, S2_BANDS_20M, S2_NODATA, S2_SUFFIX_FRE_10M, S2_SUFFIX_FRE_20M
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, ProductFormatError
 from decloud.core.naming import parse_s2_product_name, superres_output_name
@@ -36,6 +37,9 @@ from decloud.superres.models import S2_20M_KEY, S2_KEY
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 512
+#: The name a raw product is prepared under, as a temporary folder beside the outputs (never published: the
+#: temporary's name records the process, so that a rerun removes the preparations of killed runs).
+PREPARATION_NAME = "superres-preparation"
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,14 @@ def prepared_product(in_image: Path, scratch: Path) -> Iterator[Path]:
     from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 
     scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".decloud-superres-", dir=scratch) as temporary:
+    never_published = scratch / PREPARATION_NAME
+    remove_stale_temporaries(never_published)  # the preparations of killed runs
+    temporary = temporary_sibling(never_published)
+    temporary.mkdir()
+    try:
         yield prepare_s2_product(in_image, temporary)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _stack(product_dir: Path, suffix: str, bands: Sequence[str]) -> Path:
@@ -125,9 +135,6 @@ def output_paths(request: SuperresRequest, product_name: str, pixel_size: float)
     else:
         name = parse_s2_product_name(product_name)
         paths = {kind: request.out / superres_output_name(name, pixel_size, kind) for kind in kinds}
-    for path in paths.values():
-        if path.exists() and not request.overwrite:
-            raise InvalidArgumentError(f"{path} exists (use --overwrite to replace it)")
     return paths
 
 
@@ -157,6 +164,9 @@ def run_superres(request: SuperresRequest, backend: SuperresBackend | None = Non
         ]
         scale = 1.0 / backend.factor
         outputs_at = output_paths(request, product_dir.name, 10 * scale)
+        if not outputs_to_write(outputs_at.values(), request.overwrite):
+            log.info(skip_message(outputs_at.values()))
+            return list(outputs_at.values())
         outputs = [OutputSpec(kind, path, backend.output_bands, scale=scale) for kind, path in outputs_at.items()]
         step = chunk_step(sources, outputs, 1)
         pad = backend.margin if request.pad is None else request.pad

@@ -26,6 +26,8 @@ def inject(point: str, count: int, signum: int) -> None:
     """Patch the seam of ``point`` so that its ``count``-th passage sends ``signum`` to this process.
     Call before the command's modules are imported (they import ``progress`` by name)."""
     passages = 0
+    if signum == signal.SIGINT:  # Ctrl-C as a terminal delivers it, even to a process started in the background
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (where a shell makes it ignore SIGINT)
 
     def passage() -> None:
         nonlocal passages
