@@ -260,6 +260,7 @@ def test_the_clear_offset_is_the_mean_difference_of_t_away_from_its_holes_within
         ({"residual": True, "offset_radius": 16}, "time_weighted"),
         ({"residual": True, "time_weighted": True, "depth": 2, "offset_radius": 16}, "depth must be >= 3"),
         ({"residual": True, "time_weighted": True, "offset_radius": -1}, "integer >= 0"),
+        ({"residual": True, "offset_radius": "64"}, "parameter 'offset_radius' must be a int"),
     ],
 )
 def test_a_clear_offset_needs_the_time_weighted_base_and_cells_the_network_aligns(params, message):

@@ -70,10 +70,10 @@ class CrgaOs2Unet(MultiBranchUNet):
         if self.params["time_weighted"] and not self.params["residual"]:
             raise InvalidArgumentError(f"model {self.name!r}: time_weighted weighs the residual's base: set residual")
         radius = self.params["offset_radius"]
+        if radius < 0:  # its type is checked with every parameter's, against DEFAULTS
+            raise InvalidArgumentError(f"model {self.name!r}: offset_radius must be an integer >= 0, not {radius!r}")
         if radius and not self.params["time_weighted"]:
             raise InvalidArgumentError(f"model {self.name!r}: offset_radius compares t with the base: time_weighted")
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-            raise InvalidArgumentError(f"model {self.name!r}: offset_radius must be an integer >= 0, not {radius!r}")
         if radius and self.size_multiple % OFFSET_CELL:
             raise InvalidArgumentError(
                 f"model {self.name!r}: offset_radius averages over cells of {OFFSET_CELL} pixels: depth must be >= 3"
