@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported: no C++ start-up chatter
 
 from decloud.core.cli import run_command
-from decloud.demo.pipeline import DemoPaths, run_demo
+from decloud.demo.pipeline import DemoPaths, format_result, run_demo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +50,11 @@ def _run(args: argparse.Namespace) -> None:
         paths.quicklook: "quicklook: cloudy input | reconstruction | truth | absolute error",
         paths.metrics: "metrics",
     }
-    print(f"\n{result.table}\n\n{len(result.files)} files written:")
-    for path in result.files:
-        note = notes.get(path, "reconstruction" if path.parent == paths.reconstructed else "")
-        print(f"  {path}" + (f"   <- {note}" if note else ""))
+    print(
+        format_result(
+            result, lambda path: notes.get(path, "reconstruction" if path.parent == paths.reconstructed else "")
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

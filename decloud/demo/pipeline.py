@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,22 +304,46 @@ class DemoResult:
     files: list[Path]  #: every file written, sorted
 
 
-def run_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool = False) -> DemoResult:
-    """Run the whole chain into a temporary folder published as ``out`` when complete; a demo already
-    there is reported again, not rerun, unless ``overwrite``."""
+def published_demo(
+    out: Path,
+    overwrite: bool,
+    paths_of: Callable[[Path], ChainPaths],
+    run_chain: Callable[[ChainPaths], dict],
+    summarise: Callable[[dict], str],
+) -> DemoResult:
+    """Run a demo's ``run_chain`` (given the paths of its working folder, it returns the metrics) into a temporary
+    folder published as ``out`` when complete; a demo already there is reported again from its metrics, not rerun,
+    unless ``overwrite``. Both demos run this way (a rerun would mix two trainings)."""
     out = Path(out).absolute()
     if not outputs_to_write([out], overwrite):
         log.info(skip_message([out]))
-        metrics = json.loads(DemoPaths(out).metrics.read_text())
-        return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
-    with atomic_directory(out) as work:
-        metrics = _run_chain(DemoPaths(work), QUICK if quick else FULL, seed, quick)
-        relocate_rois_summary(DemoPaths(work).rois, DemoPaths(out).rois)
-    return DemoResult(metrics, format_table(metrics["scopes"], metrics["seam_gradient"]), _files(out))
+        metrics = json.loads(paths_of(out).metrics.read_text())
+    else:
+        with atomic_directory(out) as work:
+            metrics = run_chain(paths_of(work))
+            relocate_rois_summary(paths_of(work).rois, paths_of(out).rois)
+    return DemoResult(metrics, summarise(metrics), sorted(path for path in out.rglob("*") if path.is_file()))
 
 
-def _files(out: Path) -> list[Path]:
-    return sorted(path for path in out.rglob("*") if path.is_file())
+def format_result(result: DemoResult, note_of: Callable[[Path], str]) -> str:
+    """What a demo command prints: its table, then every file written, with ``note_of(path)`` beside it when any."""
+    lines = [f"\n{result.table}\n\n{len(result.files)} files written:"]
+    for path in result.files:
+        note = note_of(path)
+        lines.append(f"  {path}" + (f"   <- {note}" if note else ""))
+    return "\n".join(lines)
+
+
+def run_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool = False) -> DemoResult:
+    """Run the whole chain into a temporary folder published as ``out`` when complete; a demo already
+    there is reported again, not rerun, unless ``overwrite``."""
+    return published_demo(
+        out,
+        overwrite,
+        DemoPaths,
+        lambda paths: _run_chain(paths, QUICK if quick else FULL, seed, quick),
+        lambda metrics: format_table(metrics["scopes"], metrics["seam_gradient"]),
+    )
 
 
 def relocate_rois_summary(work_rois: Path, final_rois: Path) -> None:

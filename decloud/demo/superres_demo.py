@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio.windows import Window
 
 from decloud.acquisitions.shipped import layout_path
-from decloud.core.atomic import atomic_directory, atomic_file, outputs_to_write, skip_message
+from decloud.core.atomic import atomic_file
 from decloud.core.constants import (
     S2_BANDS_10M,
     S2_BANDS_20M,
@@ -44,7 +44,7 @@ from decloud.core.constants import (
     S2_SUFFIX_FRE_20M,
 )
 from decloud.core.raster import Grid, open_raster, read_window, write_array, write_png
-from decloud.demo.pipeline import ChainPaths, relocate_rois_summary, stage, write_band_polygon
+from decloud.demo.pipeline import ChainPaths, DemoResult, published_demo, stage, write_band_polygon
 from decloud.demo.quicklook import FONT_SIZE, HEADER, PANEL_GAP, stretch_limits, to_bytes
 from decloud.models.export import ServingModel
 from decloud.models.registry import create_model
@@ -299,28 +299,16 @@ def format_summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class SuperresDemoResult:
-    metrics: dict
-    table: str
-    files: list[Path]
-
-
-def run_superres_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool = False) -> SuperresDemoResult:
+def run_superres_demo(out: Path, *, seed: int = 0, quick: bool = False, overwrite: bool = False) -> DemoResult:
     """Run the chain into a temporary folder published as ``out`` when complete; a demo already there is
     reported again, not rerun, unless ``overwrite``."""
-    out = Path(out).absolute()
-    if not outputs_to_write([out], overwrite):
-        log.info(skip_message([out]))
-        metrics = json.loads(SuperresDemoPaths(out).metrics.read_text())
-    else:
-        with atomic_directory(out) as work:
-            metrics = _run_chain(SuperresDemoPaths(work), QUICK if quick else FULL, seed)
-            relocate_rois_summary(
-                SuperresDemoPaths(work).rois, SuperresDemoPaths(out).rois
-            )  # its path names the folder
-    files = sorted(path for path in out.rglob("*") if path.is_file())
-    return SuperresDemoResult(metrics, format_summary(metrics), files)
+    return published_demo(
+        out,
+        overwrite,
+        SuperresDemoPaths,
+        lambda paths: _run_chain(paths, QUICK if quick else FULL, seed),
+        format_summary,
+    )
 
 
 def _run_chain(paths: SuperresDemoPaths, sizes: SuperresDemoSizes, seed: int) -> dict:

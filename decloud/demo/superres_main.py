@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported: no C++ start-up chatter
 
 from decloud.core.cli import run_command
+from decloud.demo.pipeline import format_result
 from decloud.demo.superres_demo import SuperresDemoPaths, run_superres_demo
 
 
@@ -55,10 +56,7 @@ def _run(args: argparse.Namespace) -> None:
         paths.profiles: "radial FFT profiles: input (bicubic) grey, prediction blue, target orange",
         paths.metrics: "metrics",
     }
-    print(f"\n{result.table}\n\n{len(result.files)} files written:")
-    for path in result.files:
-        note = notes.get(path, "")
-        print(f"  {path}" + (f"   <- {note}" if note else ""))
+    print(format_result(result, lambda path: notes.get(path, "")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
