@@ -214,10 +214,12 @@ def find_tuples(
     return SampleTuples.concatenate(parts, s2_names, s1_names)
 
 
-def _nearest_only(qualifies: np.ndarray, candidates: list[int], image_times: np.ndarray, reference_time: float):
-    """A copy of ``qualifies`` (images, patch rows, patch cols) where, among ``candidates``, each patch keeps only
-    its qualifying image closest in time to ``reference_time``."""
-    nearest, taken = qualifies.copy(), np.zeros(qualifies.shape[1:], dtype=bool)
+def _nearest_only(
+    qualifies: np.ndarray, candidates: list[int], image_times: np.ndarray, reference_time: float
+) -> dict[int, np.ndarray]:
+    """For each of ``candidates``, its patch mask of ``qualifies`` (images, patch rows, patch cols) kept only where
+    it is the qualifying image closest in time to ``reference_time``."""
+    nearest, taken = {}, np.zeros(qualifies.shape[1:], dtype=bool)
     for position in by_closeness(image_times[candidates], reference_time):
         image = candidates[position]
         nearest[image] = qualifies[image] & ~taken
