@@ -270,17 +270,8 @@ def scores_on_the_test_area(out: Path) -> dict[str, tuple[float, float]]:
     return {method: (total / n, 10 * math.log10(1 / (squares / n))) for method, (total, squares, n) in sums.items()}
 
 
-#: Seed 2 (measured: test area MAE 0.00534 vs gap-filling 0.00645, 0.83 x; PSNR 41.85 vs 40.11 dB; seam ratio 1.12)
-#: misses the MAE margin by a little; seeds 0 and 1 measured 0.75 x and 0.68 x.
-SEED_2_SHORT = pytest.mark.xfail(
-    strict=True,
-    reason="seed 2: the model's MAE on the test area's cloudy pixels is 0.83 x gap-filling's (0.00534 vs 0.00645; "
-    "PSNR 41.85 vs 40.11 dB, seam ratio 1.12); remove this mark when it is at most 0.8 x",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=SEED_2_SHORT)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_full_demo_beats_gap_filling_on_the_cloudy_pixels_without_seams(seed, tmp_path):
     """On the cloudy pixels of the test area (patches never trained on), against the generator's cloud-free truth
     (the date under its clear sky):

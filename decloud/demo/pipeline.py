@@ -84,7 +84,7 @@ class DemoSizes:
 
 
 FULL = DemoSizes(
-    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=20, steps_per_epoch=100,
+    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=30, steps_per_epoch=100,
     batch=8,
 )  # fmt: skip
 QUICK = DemoSizes(
