@@ -3,21 +3,24 @@
 For each size, generates and prepares a 10-band product of size x size pixels, then, in a fresh process
 per size, with the model loaded and its graph traced once (one-off costs, kept out of both timings):
   - calls the model in memory on as many chunks of the same shape as the streamed run computes (chunk plus
-    margins, 10 m and 20 m inputs; no I/O): the pure compute, timed before and after the streamed run and
-    averaged, so that a change of the machine's load during the run weighs on both sides alike;
+    margins, 10 m and 20 m inputs; no I/O): the pure compute;
   - streams the model over the whole product (read with mirrored margins, compute, convert, write the 5 m
     GeoTIFF and verify it);
-and prints input pixels/s of both, their ratio (streamed / pure, target >= 0.87), the same ratio in CPU time
-of this process (all its threads: what the streamed run costs beyond the model, whatever else the machine
-runs), and the peak RSS of the streamed run (target: at the largest size <= 1.2 x at the smallest).
+alternately, ``--repeat`` streamed runs each followed by a pure one, after a first pure one, so that a change of
+the machine's load weighs on both sides alike. Prints input pixels/s of both (medians of the runs), their ratio
+(streamed / pure, target >= 0.87), the same ratio in CPU time of this process (all its threads: what the
+streamed run costs beyond the model, whatever else the machine runs), and the peak RSS of the first streamed
+run (target: at the largest size <= 1.2 x at the smallest).
 
-    python benchmarks/bench_superres.py --sizes 2048 4096 [--ts 512] [--filters 32 --blocks 2 --units 2]
+    python benchmarks/bench_superres.py --sizes 2048 4096 [--repeat 3] [--ts 512] [--filters 32 --blocks 2 --units 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,8 +36,8 @@ from decloud.testing.theia import make_theia_product
 DATE = datetime(2021, 6, 15, 10, 30, tzinfo=UTC)
 
 
-def worker(model_path: Path, product: Path, output: Path, chunk_size: int) -> None:
-    """The streamed run between two in-memory runs of the same model calls, in this process."""
+def worker(model_path: Path, product: Path, output: Path, chunk_size: int, repeat: int) -> None:
+    """Streamed runs alternating with in-memory runs of the same model calls, in this process."""
     from decloud.superres.backends import SISR, load_superres_backend
     from decloud.superres.inference import SuperresRequest, run_superres
     from decloud.superres.models import S2_20M_KEY, S2_KEY
@@ -56,19 +59,25 @@ def worker(model_path: Path, product: Path, output: Path, chunk_size: int) -> No
             backend.run(feed, [SISR])
         return time.perf_counter() - start, time.process_time() - cpu
 
-    before = pure()
-    start, cpu = time.perf_counter(), time.process_time()
-    run_superres(SuperresRequest(in_image=product, out=output, model=model_path, chunk_size=chunk_size), backend)
-    streamed, streamed_cpu = time.perf_counter() - start, time.process_time() - cpu
-    peak_mib = peak_rss_mib()
-    after = pure()
+    def streamed() -> tuple[float, float]:
+        shutil.rmtree(output, ignore_errors=True)  # a complete output would be skipped
+        start, cpu = time.perf_counter(), time.process_time()
+        run_superres(SuperresRequest(in_image=product, out=output, model=model_path, chunk_size=chunk_size), backend)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+    pures, streams = [pure()], [streamed()]
+    peak_mib = peak_rss_mib()  # of the first streamed run (the in-memory runs hold less)
+    pures.append(pure())
+    for _ in range(repeat - 1):
+        streams.append(streamed())
+        pures.append(pure())
     emit(
         {
             "pixels": size * size,
-            "streamed_s": streamed,
-            "pure_s": (before[0] + after[0]) / 2,
-            "streamed_cpu_s": streamed_cpu,
-            "pure_cpu_s": (before[1] + after[1]) / 2,
+            "streamed_s": statistics.median(wall for wall, _ in streams),
+            "pure_s": statistics.median(wall for wall, _ in pures),
+            "streamed_cpu_s": statistics.median(cpu for _, cpu in streams),
+            "pure_cpu_s": statistics.median(cpu for _, cpu in pures),
             "peak_rss_mib": peak_mib,
         }
     )
@@ -78,14 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--ts", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3, help="streamed runs per size (default 3)")
     parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--units", type=int, default=2)
-    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        model, product, output, chunk_size = args.worker
-        worker(Path(model), Path(product), Path(output), int(chunk_size))
+        model, product, output, chunk_size, repeat = args.worker
+        worker(Path(model), Path(product), Path(output), int(chunk_size), int(repeat))
         return
 
     from decloud.models.export import DESCRIPTION_FILE, export_savedmodel
@@ -103,7 +113,7 @@ def main() -> None:
             raw = make_theia_product(root / str(size) / "raw", acquired=DATE, shape=(size, size))
             product = prepare_s2_product(raw, root / str(size) / "S2")
             command = [sys.executable, __file__, "--worker", str(model_path), str(product)]
-            table.add(size, run_worker([*command, str(root / f"{size}.tif"), str(args.ts)]))
+            table.add(size, run_worker([*command, str(root / f"{size}_out"), str(args.ts), str(args.repeat)]))
         table.summary()
 
 

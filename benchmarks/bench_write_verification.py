@@ -3,10 +3,11 @@ ratio to the time of writing the file, beside the cost of decoding every block a
 before it read the directory only).
 
 For each size and each of the creation profiles decloud writes (prepared images: DEFLATE level 6, pixel-
-interleaved; engine outputs: level 1, band-interleaved, 4 bands as the reconstructions, 10 as the 5 m
-super-resolution), writes a textured size x size image window by window (the pixel values are computed
-beforehand, so the write time is creation + compression + I/O only), then times the verification and the
-full decoding. Prints the medians of ``--repeat`` runs (CPU time of this process) and the ratios.
+interleaved; engine outputs: ZSTD level 1, band-interleaved, 4 bands as the reconstructions, 10 as the 5 m
+super-resolution; and, for comparison, the 5 m file as DEFLATE level 1), writes a textured size x size image
+window by window (the pixel values are computed beforehand, so the write time is creation + compression + I/O
+only), then times the verification and the full decoding. Prints the medians of ``--repeat`` runs (CPU time
+of this process), the ratios and the file's size.
 
     python benchmarks/bench_write_verification.py --sizes 2000 4000 [--repeat 3] [--workdir DIR]
 """
@@ -32,11 +33,13 @@ from decloud.core.raster import (
 )
 from decloud.testing.texture import texture
 
-#: (name, bands, dtype, DEFLATE level, band-interleaved) of the files decloud writes.
+#: (name, bands, dtype, fast compression, band-interleaved, creation options changed) of the files decloud writes,
+#: and of the 5 m file as it was written before its ZSTD compression.
 PROFILES = [
-    ("prepared S2 10 m (int16 x4, level 6)", 4, "int16", None, False),
-    ("engine output (int16 x4, level 1, band)", 4, "int16", 1, True),
-    ("5 m super-resolution (int16 x10, level 1, band)", 10, "int16", 1, True),
+    ("prepared S2 10 m (int16 x4, DEFLATE 6)", 4, "int16", False, False, {}),
+    ("engine output (int16 x4, ZSTD 1, band)", 4, "int16", True, True, {}),
+    ("5 m super-resolution (int16 x10, ZSTD 1, band)", 10, "int16", True, True, {}),
+    ("5 m, as DEFLATE 1 before (int16 x10, band)", 10, "int16", False, True, {"zlevel": 1}),
 ]
 
 
@@ -47,12 +50,13 @@ def image_windows(size: int, bands: int, dtype: str) -> list[tuple[object, np.nd
     ]
 
 
-def timed_write(path: Path, size: int, bands: int, dtype: str, level: int | None, band: bool, windows) -> float:
+def timed_write(path: Path, size: int, bands: int, dtype: str, fast: bool, band: bool, changes: dict, windows) -> float:
     profile = geotiff_profile(
         width=size, height=size, count=bands, dtype=dtype, crs="EPSG:32631",
-        transform=Affine(10, 0, 600000, 0, -10, 4900020), nodata=-10000, deflate_level=level,
+        transform=Affine(10, 0, 600000, 0, -10, 4900020), nodata=-10000, fast_compression=fast,
         band_interleaved=band,
     )  # fmt: skip
+    profile.update(changes)
     start = time.process_time()
     dataset = create_geotiff(path, profile)
     for window, values in windows:
@@ -85,22 +89,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder, gdal_environment():
         print(
             f"{'file':48} {'size':>6} {'write s':>8} {'verify s':>9} {'decode s':>9} {'verify/write':>13} "
-            f"{'decode/write':>13}"
+            f"{'decode/write':>13} {'MiB':>7}"
         )
         for size in args.sizes:
-            for name, bands, dtype, level, band in PROFILES:
+            for name, bands, dtype, fast, band, changes in PROFILES:
                 windows = image_windows(size, bands, dtype)
                 writes, verifications, decodings = [], [], []
                 for run in range(args.repeat):
-                    path = Path(folder) / f"{size}_{level}_{run}.tif"
-                    writes.append(timed_write(path, size, bands, dtype, level, band, windows))
+                    path = Path(folder) / f"{size}_{run}.tif"
+                    writes.append(timed_write(path, size, bands, dtype, fast, band, changes, windows))
                     verifications.append(timed_verification(path))
                     decodings.append(timed_decoding(path))
+                    mebibytes = path.stat().st_size / 2**20
                     path.unlink()
                 write, verification, decoding = map(statistics.median, (writes, verifications, decodings))
                 print(
                     f"{name:48} {size:>6} {write:>8.3f} {verification:>9.4f} {decoding:>9.3f} "
-                    f"{verification / write:>13.3f} {decoding / write:>13.2f}"
+                    f"{verification / write:>13.3f} {decoding / write:>13.2f} {mebibytes:>7.1f}"
                 )
 
 

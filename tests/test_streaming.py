@@ -199,7 +199,7 @@ def test_bad_models_and_grids_fail_before_writing(savedmodel, inputs, tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_cog_output_equals_the_plain_output(savedmodel, tmp_path):
+def test_cog_output_equals_the_plain_output_zstd_then_deflate(savedmodel, tmp_path):
     rng = np.random.default_rng(3)
     inputs = (tmp_path / "s2.tif", tmp_path / "s2_20m.tif")
     write_array(inputs[0], rng.integers(0, 3000, (4, 600, 520), dtype=np.int16), crs=CRS, transform=TRANSFORM)
@@ -210,6 +210,7 @@ def test_cog_output_equals_the_plain_output(savedmodel, tmp_path):
     with rasterio.open(plain[0]) as a, rasterio.open(cog[0]) as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert (a.profile["compress"], b.profile["compress"]) == ("zstd", "deflate")
         assert b.overviews(1) and b.descriptions == a.descriptions
     assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == ["estim.tif", "estim_20m.tif"]
 

@@ -53,6 +53,12 @@ BLOCK_SIZE = 256
 #: GDAL block cache of every step, in MB. GDAL's default (5 % of the RAM) lets written blocks pile up
 #: until a file is closed, so memory would grow with the image size; a fixed cache keeps it flat.
 GDAL_CACHE_MB = 128
+#: Compression of the files written while a model runs (the streaming engine's outputs), where every CPU cycle
+#: of the writer is taken from the model: ZSTD level 1 compresses 10-band int16 images in 0.57 x (2000 pixels a side)
+#: to 0.81 x (4000) the CPU time of DEFLATE level 1, into files 2 % larger (``benchmarks/bench_write_verification.py``).
+#: Readable by GDAL 2.3 and later built with zstd, as the GDAL of QGIS and OTB packages is (Debian 12's OTB 8.1.1
+#: reads them); ``--cog`` copies them as DEFLATE Cloud Optimized GeoTIFFs for any other reader.
+FAST_COMPRESSION = {"compress": "zstd", "zstd_level": 1}
 #: A write that fails while the output's file system has less free space than this is reported as a full
 #: disk: the largest block decloud writes (256 x 256 pixels x 6 bands x 8 bytes, uncompressed) is 3 MB, so
 #: with less than that free the next block may not fit.
@@ -61,7 +67,7 @@ FULL_DISK_BYTES = 4 * 1024 * 1024
 
 def gdal_environment() -> rasterio.Env:
     """The GDAL settings every step runs under (use as a context manager)."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio passes a number to GDAL as bytes
 
 
 def _is_virtual(path: str) -> bool:
@@ -160,14 +166,14 @@ def geotiff_profile(
     crs: CRS | None,
     transform: Affine,
     nodata: float | None = None,
-    deflate_level: int | None = None,
+    fast_compression: bool = False,
     band_interleaved: bool = False,
 ) -> dict[str, Any]:
-    """The creation profile of every GeoTIFF decloud writes: tiled, DEFLATE with a predictor suited
-    to the data type, BigTIFF when the file could pass 4 GB. ``deflate_level`` (1-9, GDAL's default 6)
-    trades file size for CPU time. ``band_interleaved`` stores each band in its own tiles instead of the
-    bands of a pixel side by side: for the int16 outputs of the models, files about a quarter smaller,
-    compressed in a fifth less CPU time (``benchmarks/bench_write_verification.py``)."""
+    """The creation profile of every GeoTIFF decloud writes: tiled, compressed with a predictor suited
+    to the data type, BigTIFF when the file could pass 4 GB. DEFLATE (level 6, GDAL's default) by default;
+    ``fast_compression``: ZSTD level 1 (FAST_COMPRESSION). ``band_interleaved`` stores each band in its own
+    tiles instead of the bands of a pixel side by side: for the int16 outputs of the models, files about a
+    quarter smaller, compressed in a fifth less CPU time (``benchmarks/bench_write_verification.py``)."""
     dtype = np.dtype(dtype)
     profile: dict[str, Any] = {
         "driver": "GTiff",
@@ -184,10 +190,10 @@ def geotiff_profile(
         "predictor": 3 if dtype.kind == "f" else 2,
         "bigtiff": "IF_SAFER",
     }
+    if fast_compression:
+        profile.update(FAST_COMPRESSION)
     if nodata is not None:
         profile["nodata"] = nodata
-    if deflate_level is not None:
-        profile["zlevel"] = deflate_level
     if band_interleaved:
         profile["interleave"] = "band"
     return profile

@@ -42,7 +42,7 @@ from decloud.production.input_selection import (
     S1MosaicSource,
 )
 from decloud.production.sources import InputSource, RasterSource
-from decloud.production.streaming import OutputSpec, StreamingEngine
+from decloud.production.streaming import COG_HELP, OutputSpec, StreamingEngine
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, keep_clear: bool = T
         action="store_true",
         help="also write the inputs fed to the model (<output>_input_<key>.tif)",
     )
-    parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs with overviews")
+    parser.add_argument("--cog", action="store_true", help=COG_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already written by decloud")
 
 

@@ -64,9 +64,11 @@ CHUNKS_IN_FLIGHT = 2
 OUTPUT_RANGE = (S2_NODATA + 1, np.iinfo(np.int16).max)
 #: Niceness added to the reading and writing threads.
 IO_THREAD_NICENESS = 10
-#: DEFLATE level of the outputs: level 1 costs a quarter of the default's CPU time for files about 10 %
-#: larger, and every CPU cycle the writer takes is taken from the model (use --cog for compact files).
-OUTPUT_DEFLATE_LEVEL = 1
+#: What ``--cog`` does, for the commands that stream a model.
+COG_HELP = (
+    "write Cloud Optimized GeoTIFFs with overviews, DEFLATE-compressed (readable by any GDAL; the default outputs "
+    "are tiled GeoTIFFs compressed with Zstandard)"
+)
 #: Below this share of valid pixels in an output, the run warns that most of the image was not reconstructed.
 FEW_VALID_SHARE = 0.05
 #: No-data of the prepared inputs written as intermediate files, by type.
@@ -393,7 +395,7 @@ class StreamingEngine:
                     crs=grid.crs,
                     transform=grid.transform,
                     nodata=destination.nodata,
-                    deflate_level=OUTPUT_DEFLATE_LEVEL,
+                    fast_compression=True,  # see FAST_COMPRESSION
                     band_interleaved=True,  # smaller files, less CPU time (see geotiff_profile)
                 )
                 spec = destination.spec

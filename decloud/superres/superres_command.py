@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from decloud.core.cli import run_command
+from decloud.production.streaming import COG_HELP
 from decloud.superres.inference import DEFAULT_CHUNK_SIZE, SuperresRequest, run_superres
 
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--roip", type=int, nargs=4, metavar="PIXEL", help="area to process: col0 row0 col1 row1, in 10 m pixels"
     )
     parser.add_argument("--bicubic", action="store_true", help="also write the bicubic upsampling (_bicubic.tif)")
-    parser.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs")
+    parser.add_argument("--cog", action="store_true", help=COG_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
