@@ -4,14 +4,18 @@ command reference, which must not drift from the parsers."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from decloud.cli import main, reference_markdown
+from decloud.core.cli import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,3 +129,37 @@ def test_readme_names_every_command():
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [name for name in COMMAND_FLAGS if f"decloud {name}" not in readme and f"`{name}`" not in readme]
     assert missing == []
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as a terminal delivers it, for this test (the tests may run with SIGINT ignored, under nohup)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_an_error_that_an_interruption_turned_into_is_reported_as_the_interruption(
+    ctrl_c_raises, signum, status, said, capsys
+):
+    """A Ctrl-C that lands in TensorFlow's C code was seen to come out as a ValueError about the model call's
+    arguments: the command says it was interrupted, with no traceback."""
+
+    def action(args):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise ValueError("Signature specifies 14 arguments, got: 13") from None
+
+    assert run_command(argparse.ArgumentParser(prog="decloud x"), action, []) == status
+    assert capsys.readouterr().err.splitlines()[-1] == f"decloud x: {said}"
+
+    def failing(args):
+        raise ValueError("Signature specifies 14 arguments, got: 13")
+
+    with pytest.raises(ValueError, match="14 arguments"):  # with no interruption, the error is not hidden
+        run_command(argparse.ArgumentParser(prog="decloud x"), failing, [])

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from decloud.core.errors import DecloudError
-from decloud.core.interrupts import TERMINATED_STATUS, Terminated, sigterm_as_interrupt
+from decloud.core.interrupts import TERMINATED_STATUS, Terminated, received_interruption, signals_as_interrupts
 from decloud.core.native_logs import VERBOSE_FLAG, quiet_tensorflow
 
 log = logging.getLogger("decloud")
@@ -29,8 +29,14 @@ def run_command(
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with sigterm_as_interrupt():
-            action(args)
+        with signals_as_interrupts():
+            try:
+                action(args)
+            except Exception as error:
+                interruption = received_interruption()
+                if interruption is not None:
+                    raise interruption from error
+                raise
     except DecloudError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

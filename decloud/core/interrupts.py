@@ -1,5 +1,6 @@
-"""SIGTERM (what Slurm, container runtimes and ``kill`` send) handled like Ctrl-C: it raises an exception
-in the main thread, so every ``finally`` runs and no temporary output is left behind."""
+"""Interruptions of a command: Ctrl-C (SIGINT) and SIGTERM (what Slurm, container runtimes and ``kill`` send)
+raise an exception in the main thread, so every ``finally`` runs and no temporary output is left behind; and
+they are remembered, because one that lands while C code runs can come out of it as another error."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from types import FrameType
 #: Exit status of a process ended by SIGTERM (128 + 15), as a shell reports it.
 TERMINATED_STATUS = 128 + signal.SIGTERM
 
+#: The interruptions received within the current :func:`signals_as_interrupts` block, first first.
+_received: list[type[KeyboardInterrupt]] = []
+
 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM; a kind of interruption."""
@@ -19,18 +23,39 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    _received.append(Terminated)
     raise Terminated
 
 
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    _received.append(KeyboardInterrupt)
+    raise KeyboardInterrupt
+
+
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (only the main thread can install handlers;
-    elsewhere the block runs unchanged)."""
+def signals_as_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` (as Python's own
+    handler does; a process started with SIGINT ignored, e.g. under nohup, keeps ignoring it), and both are
+    remembered for :func:`received_interruption`. Only the main thread can install handlers; elsewhere the block
+    runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _received.clear()
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def received_interruption() -> type[KeyboardInterrupt] | None:
+    """The first interruption received within the current :func:`signals_as_interrupts` block, if any. An
+    interruption raised while C code runs may come out of it as another error: a Ctrl-C during a TensorFlow
+    model call was seen to come out as a ``SystemError``, then a ``ValueError`` about the call's arguments. An
+    error raised after an interruption is that interruption."""
+    return _received[0] if _received else None

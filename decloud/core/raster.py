@@ -67,7 +67,7 @@ FULL_DISK_BYTES = 4 * 1024 * 1024
 
 def gdal_environment() -> rasterio.Env:
     """The GDAL settings every step runs under (use as a context manager)."""
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # rasterio passes a number to GDAL as bytes
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 def _is_virtual(path: str) -> bool:
