@@ -16,6 +16,7 @@ import pytest
 
 from decloud.cli import main, reference_markdown
 from decloud.core.cli import run_command
+from decloud.testing.faults import ctrl_c_as_from_a_terminal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,8 @@ def test_readme_names_every_command():
 @pytest.fixture
 def ctrl_c_raises():
     """SIGINT as a terminal delivers it, for this test (the tests may run with SIGINT ignored, under nohup)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.getsignal(signal.SIGINT)
+    ctrl_c_as_from_a_terminal()
     yield
     signal.signal(signal.SIGINT, previous)
 

@@ -26,6 +26,7 @@ from decloud.production import streaming
 from decloud.production.backends import ModelBackend
 from decloud.production.sources import RasterSource
 from decloud.production.streaming import OutputSpec, StreamingEngine
+from decloud.testing.faults import ctrl_c_as_from_a_terminal
 from decloud.testing.theia import make_theia_product
 
 CRS = "EPSG:32631"
@@ -152,19 +153,12 @@ def crga_s2only_run(tmp_path_factory) -> tuple[list[str], Path]:
     return [*argv, "--ts", "32", "--pad", "16"], out
 
 
-def ctrl_c_as_a_terminal_delivers_it() -> None:
-    """In the child, before it starts: SIGINT's default action, which Python turns into KeyboardInterrupt. A shell
-    makes the commands it starts in the background ignore SIGINT, and a child inherits that: the tests may run so
-    (e.g. under nohup), a user pressing Ctrl-C does not."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.5, 1.0])
 def test_ctrl_c_during_inference_exits_130_and_leaves_nothing(crga_s2only_run, delay: float) -> None:
     argv, out = crga_s2only_run
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_a_terminal_delivers_it
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_from_a_terminal
     )
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.iterdir())):  # the engine has created its output: streaming

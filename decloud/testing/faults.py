@@ -22,12 +22,20 @@ import decloud.core.progress as progress_module
 POINTS = ("progress", "publish", "published")
 
 
+def ctrl_c_as_from_a_terminal() -> None:
+    """Give SIGINT Python's own handler (KeyboardInterrupt), as in a command started from a terminal: a shell makes
+    the commands it starts in the background ignore SIGINT, and their children inherit that (tests or benchmarks
+    run under nohup). Called in a child before it starts (``preexec_fn``), the child gets SIGINT's default action,
+    which Python turns into the same handler."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def inject(point: str, count: int, signum: int) -> None:
     """Patch the seam of ``point`` so that its ``count``-th passage sends ``signum`` to this process.
     Call before the command's modules are imported (they import ``progress`` by name)."""
     passages = 0
-    if signum == signal.SIGINT:  # Ctrl-C as a terminal delivers it, even to a process started in the background
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # (where a shell makes it ignore SIGINT)
+    if signum == signal.SIGINT:
+        ctrl_c_as_from_a_terminal()
 
     def passage() -> None:
         nonlocal passages
