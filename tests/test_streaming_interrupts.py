@@ -9,8 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import pytest
@@ -89,10 +92,13 @@ def run_then_close(source: SlowSource, model: ModelBackend, output: Path) -> Non
 
 
 def assert_stopped(source: SlowSource, output: Path) -> None:
-    """No read went on after the run (while the source was being closed), no writer thread, no file left."""
+    """No read went on after the run (while the source was being closed), no reading or writing thread, no file
+    left."""
     time.sleep(0.5)
     assert source.reads_after_close == 0
-    assert not [thread for thread in threading.enumerate() if thread.name == "decloud-writer"]
+    assert not [
+        thread.name for thread in threading.enumerate() if thread.name.startswith(("decloud-reader", "decloud-writer"))
+    ]
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
 
 
@@ -129,6 +135,78 @@ def test_the_run_completes_without_fault(source: SlowSource, tmp_path: Path) -> 
     assert source.reads == SIDE**2 // CHUNK**2
     with rasterio.open(output) as dataset:
         assert (dataset.read() == 1000).all()
+
+
+# --- Ctrl-C at the worst moments ------------------------------------------------------------------
+
+
+@contextmanager
+def ctrl_c_on_calls(*picks: Callable[[FrameType], bool]) -> Iterator[list[str]]:
+    """Press Ctrl-C (a real SIGINT, through the process's handler) when the main thread first makes a call that
+    ``picks[0]`` picks, then when it makes one that ``picks[1]`` picks, and so on; yield the names of the calls
+    interrupted."""
+    interrupted: list[str] = []
+
+    def trace(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and len(interrupted) < len(picks) and picks[len(interrupted)](frame):
+            interrupted.append(f"{frame.f_back.f_code.co_name} -> {frame.f_code.co_name}")
+            signal.raise_signal(signal.SIGINT)
+
+    sys.settrace(trace)
+    try:
+        yield interrupted
+    finally:
+        sys.settrace(None)
+
+
+def starting_thread(name: str) -> Callable[[FrameType], bool]:
+    """A thread named ``name...`` being started: the main thread waits for it to run, and is then interrupted
+    after the thread has started but before the pool has recorded it."""
+
+    def pick(frame: FrameType) -> bool:
+        caller = frame.f_back
+        return (
+            frame.f_code is threading.Event.wait.__code__
+            and caller.f_code is threading.Thread.start.__code__
+            and caller.f_locals["self"].name.startswith(name)
+        )
+
+    return pick
+
+
+def calling(function: Callable) -> Callable[[FrameType], bool]:
+    return lambda frame: frame.f_code is function.__code__
+
+
+class InterruptedModel(FailingModel):
+    """Ctrl-C is pressed during its third call."""
+
+    def run(self, inputs, outputs):
+        if self.calls == 2:
+            signal.raise_signal(signal.SIGINT)
+        return super().run(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    ("model", "picks"),
+    [
+        (FailingModel(), (starting_thread("decloud-reader"),)),
+        (FailingModel(), (starting_thread("decloud-writer"),)),
+        (InterruptedModel(), (calling(threading.Thread.join),)),  # a second Ctrl-C while the threads are waited for
+    ],
+    ids=["while-the-reader-starts", "while-the-writer-starts", "twice"],
+)
+def test_a_ctrl_c_while_a_thread_starts_or_is_waited_for_leaves_no_thread_running(
+    source: SlowSource, tmp_path: Path, model: FailingModel, picks
+) -> None:
+    """Before, a Ctrl-C landing while the reading thread started left it running unrecorded: the run returned, the
+    caller closed the datasets, and the thread read a closed dataset (a segmentation fault in 1 of ~12 Ctrl-Cs
+    right after the processor's start)."""
+    output = tmp_path / "out" / "estim.tif"
+    with pytest.raises(KeyboardInterrupt), ctrl_c_on_calls(*picks) as interrupted:
+        run_then_close(source, model, output)
+    assert len(interrupted) == len(picks)
+    assert_stopped(source, output)
 
 
 # --- Ctrl-C on a processor ------------------------------------------------------------------------

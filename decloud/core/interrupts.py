@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -21,13 +21,22 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM; a kind of interruption."""
 
 
+def _ignore_further_interruptions() -> None:
+    """The clean-up that an interruption starts runs to its end: a second Ctrl-C or SIGTERM cannot cut it short
+    and leave a temporary output, or a thread reading a closed dataset (it was seen to crash the process).
+    Ctrl-\\ (SIGQUIT) still ends the process at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    _ignore_further_interruptions()
     _received.append(Terminated)
     raise Terminated
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    _ignore_further_interruptions()
     _received.append(KeyboardInterrupt)
     raise KeyboardInterrupt
 
@@ -35,8 +44,8 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 @contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` (as Python's own
-    handler does; a process started with SIGINT ignored, e.g. under nohup, keeps ignoring it), and both are
-    remembered for :func:`received_interruption`. Only the main thread can install handlers; elsewhere the block
+    handler does; a process started with SIGINT ignored, e.g. under nohup, keeps ignoring it), both are
+    remembered for :func:`received_interruption`, and the first one makes the block ignore the next ones. Only the main thread can install handlers; elsewhere the block
     runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -51,6 +60,33 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGINT, previous_int)
+
+
+@contextmanager
+def interruptions_held() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM wait: the first one received is raised when the block ends. For the
+    few steps that must not be cut in the middle: starting a thread and recording it (a thread started but not
+    recorded cannot be waited for), and waiting for threads to end before the datasets they use are closed (a
+    thread still reading a closed dataset crashes the process). Only signals with a Python handler are held (an
+    ignored signal stays ignored); only the main thread receives them, elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, FrameType | None]] = []
+    handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
+    try:  # a signal landing while the handlers are swapped still finds them restored
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                handlers[signum] = handler
+                signal.signal(signum, lambda number, frame: held.append((number, frame)))
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        if held:
+            signum, frame = held[0]
+            handlers[signum](signum, frame)
 
 
 def received_interruption() -> type[KeyboardInterrupt] | None:

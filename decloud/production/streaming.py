@@ -20,11 +20,9 @@ import contextlib
 import logging
 import math
 import os
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from decloud.core import keys
 from decloud.core.atomic import atomic_file
 from decloud.core.constants import S1_NODATA, S2_NODATA
 from decloud.core.errors import DecloudError, InvalidArgumentError
+from decloud.core.io_threads import IOThreads
 from decloud.core.progress import progress
 from decloud.core.raster import (
     BLOCK_SIZE,
@@ -353,23 +352,18 @@ class StreamingEngine:
             arrays[destination.path] = fill.astype(destination.dtype)
         return _ChunkResult(chunk, arrays)
 
-    def _prepared_chunks(self, chunks: Sequence[Chunk]) -> Iterator[tuple]:
-        """Chunks with their inputs, read ahead of the computation, in order, by one thread (the sources'
-        datasets are not thread-safe)."""
-        with ThreadPoolExecutor(max_workers=1, initializer=_yield_to_the_model) as pool:
-            pending = deque()
-            try:
-                for chunk in chunks:
-                    pending.append((chunk, pool.submit(self.prepare, chunk)))
-                    if len(pending) > CHUNKS_IN_FLIGHT:
-                        ready, future = pending.popleft()
-                        yield ready, *future.result()
-                while pending:
-                    ready, future = pending.popleft()
-                    yield ready, *future.result()
-            finally:
-                for _, future in pending:
-                    future.cancel()
+    def _read_ahead(self, chunks: Sequence[Chunk], reader: IOThreads) -> Iterator[tuple]:
+        """Chunks with their inputs, in order, read by ``reader`` (one thread: the sources' datasets are not
+        thread-safe) up to CHUNKS_IN_FLIGHT chunks ahead of the computation."""
+        pending = deque()
+        for chunk in chunks:
+            pending.append((chunk, reader.submit(self.prepare, chunk)))
+            if len(pending) > CHUNKS_IN_FLIGHT:
+                ready, future = pending.popleft()
+                yield ready, *future.result()
+        while pending:
+            ready, future = pending.popleft()
+            yield ready, *future.result()
 
     def run(self, *, cog: bool = False, before_publish: Callable[[dict[Path, Path]], None] | None = None) -> list[Path]:
         """Compute and write every destination; return the outputs' paths. ``before_publish`` is given the
@@ -443,44 +437,37 @@ class StreamingEngine:
                 log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
     def _stream(self, chunks: Sequence[Chunk], datasets: dict) -> None:
-        """Read ahead, compute and write every chunk. Whatever happens (a model or writer error, Ctrl-C),
-        both I/O threads have stopped when this returns or raises: the caller then closes the sources'
-        and the outputs' datasets, which a thread still reading or writing them would crash on."""
-        results: queue.Queue[_ChunkResult | None] = queue.Queue(maxsize=CHUNKS_IN_FLIGHT)
-        failure: list[BaseException] = []
-        stopping = threading.Event()
+        """Read ahead, compute and write every chunk, each in its own thread. Whatever happens (a model or writer
+        error, Ctrl-C), both I/O threads have stopped when this returns or raises: the caller then closes the
+        sources' and the outputs' datasets, which a thread still reading or writing them would crash on."""
+        stopping = threading.Event()  # a write failed, or the run stops: the writes not done are dropped
 
-        def write_results() -> None:
-            _yield_to_the_model()
+        def write(result: _ChunkResult) -> None:
+            if stopping.is_set():
+                return
             try:
-                while (result := results.get()) is not None:
-                    if not stopping.is_set():
-                        _write(result, datasets)
-            except BaseException as error:  # handed over to the main thread, which re-raises it
-                failure.append(error)
-                while results.get() is not None:  # keep draining so that the producer never blocks
-                    pass
+                _write(result, datasets)
+            except BaseException:
+                stopping.set()
+                raise
 
-        writer = threading.Thread(target=write_results, name="decloud-writer")
-        read_ahead = self._prepared_chunks(chunks)
-        try:
-            writer.start()  # inside the try: an interrupt right after it must still stop the writer
-            for chunk, inputs, key_valid, valid in progress(
-                read_ahead, desc="inference", total=len(chunks), unit="chunk"
-            ):
-                if failure:
-                    break
-                results.put(self.compute(chunk, inputs, key_valid, valid))
-        except BaseException:
-            stopping.set()  # the outputs will not be published: the writer drops what is left
-            raise
-        finally:
-            read_ahead.close()  # cancels the chunks not started, waits for the read in progress
-            if writer.ident is not None:  # started
-                results.put(None)
-                writer.join()
-        if failure:
-            raise failure[0]
+        with (
+            IOThreads("decloud-reader", initializer=_yield_to_the_model) as reader,
+            IOThreads("decloud-writer", initializer=_yield_to_the_model) as writer,
+        ):
+            writes = deque()
+            try:
+                for chunk, inputs, key_valid, valid in progress(
+                    self._read_ahead(chunks, reader), desc="inference", total=len(chunks), unit="chunk"
+                ):
+                    writes.append(writer.submit(write, self.compute(chunk, inputs, key_valid, valid)))
+                    if len(writes) > CHUNKS_IN_FLIGHT:
+                        writes.popleft().result()  # a write error stops the run here
+                while writes:
+                    writes.popleft().result()
+            except BaseException:
+                stopping.set()
+                raise
 
 
 def _yield_to_the_model() -> None:

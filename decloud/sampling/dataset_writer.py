@@ -9,7 +9,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from decloud.acquisitions.acquisition_factory import AcquisitionFactory
 from decloud.acquisitions.sensing_layout import AcquisitionsLayout
 from decloud.core.atomic import Outputs, atomic_outputs, outputs_to_write, skip_message
 from decloud.core.errors import DecloudError, InvalidArgumentError
+from decloud.core.io_threads import IOThreads
 from decloud.core.paths import require_output_folder
 from decloud.core.progress import progress
 from decloud.core.raster import gdal_environment, open_raster, read_window
@@ -154,7 +154,7 @@ def write_dataset(plan: DatasetPlan, options: SamplingOptions, outputs: Outputs)
 
 def _read_in_order(reader: SampleReader, tuples: SampleTuples, indices: np.ndarray, workers: int) -> Iterator[dict]:
     """Samples of ``indices`` in order, read by ``workers`` threads up to READ_AHEAD samples ahead."""
-    with gdal_environment(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with gdal_environment(), IOThreads("decloud-sample-reader", max_workers=workers) as pool:
         try:
             remaining = iter(indices)
             pending = deque(pool.submit(reader.read, tuples, i) for i in itertools.islice(remaining, READ_AHEAD))
@@ -164,9 +164,7 @@ def _read_in_order(reader: SampleReader, tuples: SampleTuples, indices: np.ndarr
                     pending.append(pool.submit(reader.read, tuples, index))
                 yield sample
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # before the readers' datasets are closed
             reader.close()
 
 

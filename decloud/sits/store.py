@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -44,6 +43,7 @@ from zarr.codecs import ZstdCodec
 
 from decloud.core.atomic import atomic_directory, outputs_to_write, skip_message
 from decloud.core.errors import InputNotFoundError, InvalidArgumentError, InvalidFileError
+from decloud.core.io_threads import IOThreads
 from decloud.core.progress import progress
 from decloud.core.raster import Grid
 from decloud.sits.dates import days_of_season
@@ -230,17 +230,12 @@ def _read_ahead(read: Callable[[Window], _Read], windows: Sequence[Window]) -> I
     """``read`` of the windows, in order, each run by one thread while the caller writes the previous one (GDAL's
     decoding and the band moments then share the cores with Zarr's compression); at most two windows are in
     memory."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decloud-series-reader") as pool:
+    with IOThreads("decloud-series-reader") as pool:
         pending = pool.submit(read, windows[0]) if windows else None
-        try:
-            for index in range(len(windows)):
-                ready = pending.result()
-                pending = pool.submit(read, windows[index + 1]) if index + 1 < len(windows) else None
-                yield ready
-        finally:
-            if pending is not None:
-                pending.cancel()
-                wait([pending])
+        for index in range(len(windows)):
+            ready = pending.result()
+            pending = pool.submit(read, windows[index + 1]) if index + 1 < len(windows) else None
+            yield ready
 
 
 _Read = tuple[np.ndarray, np.ndarray, _BandMoments]
