@@ -18,10 +18,11 @@ from types import FrameType
 import numpy as np
 import pytest
 import rasterio
+from rasterio._env import get_gdal_config
 
 from decloud.core.constants import S2_NODATA
 from decloud.core.errors import DecloudError, OutputWriteError
-from decloud.core.raster import Grid, write_array
+from decloud.core.raster import Grid, gdal_environment, write_array
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
@@ -256,3 +257,27 @@ def test_ctrl_c_during_inference_exits_130_and_leaves_nothing(crga_s2only_run, d
     assert process.returncode == 130, stderr  # not -11 (SIGSEGV) or -6 (SIGABRT)
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(out.iterdir()) == []
+
+
+# --- GDAL's block cache ---------------------------------------------------------------------------
+
+
+def test_steps_cache_128_mib_of_blocks_and_the_engine_none(tmp_path: Path, monkeypatch) -> None:
+    """Every step keeps 128 MiB of GDAL blocks (it was once 128 bytes: rasterio takes a bare number as bytes); the
+    streaming engine keeps none, so that its writer thread compresses every block it writes."""
+    with gdal_environment():
+        assert get_gdal_config("GDAL_CACHEMAX") == 134_217_728
+    during_writes = []
+
+    def recording_write(dataset, *args, **kwargs):
+        during_writes.append(get_gdal_config("GDAL_CACHEMAX"))
+
+    monkeypatch.setattr(streaming, "write_window", recording_write)
+    path = tmp_path / "s2.tif"
+    write_array(path, np.full((4, 64, 64), 500, np.int16), crs=CRS, transform=TRANSFORM, nodata=S2_NODATA)
+    with rasterio.open(path) as dataset:
+        grid = Grid.of(dataset)
+    with gdal_environment():
+        run_then_close(RasterSource("s2_t", path, grid, nodata=S2_NODATA), FailingModel(), tmp_path / "out.tif")
+        assert get_gdal_config("GDAL_CACHEMAX") == 134_217_728  # the step's cache again
+    assert during_writes == [0, 0, 0, 0]

@@ -45,8 +45,8 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 def signals_as_interrupts() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` (as Python's own
     handler does; a process started with SIGINT ignored, e.g. under nohup, keeps ignoring it), both are
-    remembered for :func:`received_interruption`, and the first one makes the block ignore the next ones. Only the main thread can install handlers; elsewhere the block
-    runs unchanged."""
+    remembered for :func:`received_interruption`, and the first one makes the block ignore the next ones. Only
+    the main thread can install handlers; elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
