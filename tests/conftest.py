@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+from decloud.testing.faults import ctrl_c_as_from_a_terminal
 
 # Quiet TensorFlow's C++ start-up logs (set before any test imports it; child processes inherit it).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,3 +30,12 @@ def shared_data() -> Path:
             pytest.fail(f"{reason}, and {REQUIRE_SHARED_DATA}=1 requires it", pytrace=False)
         pytest.skip(reason)
     return SHARED_DATA
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as a terminal delivers it, for this test (the tests may run with SIGINT ignored, under nohup)."""
+    previous = signal.getsignal(signal.SIGINT)
+    ctrl_c_as_from_a_terminal()
+    yield
+    signal.signal(signal.SIGINT, previous)

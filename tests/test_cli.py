@@ -16,7 +16,6 @@ import pytest
 
 from decloud.cli import main, reference_markdown
 from decloud.core.cli import run_command
-from decloud.testing.faults import ctrl_c_as_from_a_terminal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,15 +129,6 @@ def test_readme_names_every_command():
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [name for name in COMMAND_FLAGS if f"decloud {name}" not in readme and f"`{name}`" not in readme]
     assert missing == []
-
-
-@pytest.fixture
-def ctrl_c_raises():
-    """SIGINT as a terminal delivers it, for this test (the tests may run with SIGINT ignored, under nohup)."""
-    previous = signal.getsignal(signal.SIGINT)
-    ctrl_c_as_from_a_terminal()
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from decloud.core.interrupts import interruptions_held
+from decloud.core.interrupts import interruptions_held, received_interruption, signals_as_interrupts
 from decloud.core.io_threads import IOThreads
 
 
-def test_a_ctrl_c_inside_the_block_is_raised_when_it_ends() -> None:
+def test_a_ctrl_c_inside_the_block_is_raised_when_it_ends(ctrl_c_raises) -> None:
     steps = []
     with pytest.raises(KeyboardInterrupt), interruptions_held():
         signal.raise_signal(signal.SIGINT)
@@ -62,3 +62,27 @@ def test_leaving_the_pool_on_an_error_drops_the_work_not_started_and_waits_for_t
     assert done == [0]  # the running task ended before the block was left; the three queued ones never ran
     assert [future.cancelled() for future in futures] == [False, True, True, True]
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("decloud-test-pool")]
+
+
+@pytest.fixture
+def sigterm_before():
+    return signal.getsignal(signal.SIGTERM)
+
+
+def test_after_a_first_interruption_the_next_ones_are_ignored_until_the_block_ends(
+    ctrl_c_raises, sigterm_before
+) -> None:
+    cleaned = []
+    with signals_as_interrupts():
+        try:
+            signal.raise_signal(signal.SIGINT)
+            sum(range(1000))
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C, then SIGTERM, during the clean-up
+            signal.raise_signal(signal.SIGTERM)
+            sum(range(1000))
+            cleaned.append("clean-up done")
+        assert received_interruption() is KeyboardInterrupt
+    assert cleaned == ["clean-up done"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is sigterm_before

@@ -198,7 +198,7 @@ class InterruptedModel(FailingModel):
     ids=["while-the-reader-starts", "while-the-writer-starts", "twice"],
 )
 def test_a_ctrl_c_while_a_thread_starts_or_is_waited_for_leaves_no_thread_running(
-    source: SlowSource, tmp_path: Path, model: FailingModel, picks
+    source: SlowSource, tmp_path: Path, model: FailingModel, picks, ctrl_c_raises
 ) -> None:
     """Before, a Ctrl-C landing while the reading thread started left it running unrecorded: the run returned, the
     caller closed the datasets, and the thread read a closed dataset (a segmentation fault in 1 of ~12 Ctrl-Cs
