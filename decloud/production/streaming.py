@@ -64,8 +64,9 @@ OUTPUT_RANGE = (S2_NODATA + 1, np.iinfo(np.int16).max)
 #: GDAL block cache while a model streams: none. Written blocks then go to their file from the writer thread as
 #: they are written; with a cache they are compressed later, by whichever thread evicts them (the reader) or all at
 #: once when the file is closed, and a row of output chunks larger than the cache (a 5 m output) evicts the input
-#: blocks that the next row's margins read again. ``benchmarks/bench_superres.py --sizes 2048 4096 --repeat 3``:
-#: 0.87 / 0.83 x the in-memory speed with a 128 MiB cache, 0.867 / 0.872 x without.
+#: blocks that the next row's margins read again, so the cache saves little. ``benchmarks/bench_superres.py --sizes
+#: 2048 4096 --repeat 3``, x the in-memory speed at 2048² / 4096²: 0.87 / 0.83 with a 128 MiB cache; 0.867 / 0.872
+#: and 0.86 / 0.83 (two builds) without: no difference beyond the spread of repeated runs.
 STREAMING_GDAL_CACHE_BYTES = 0
 #: Niceness added to the reading and writing threads.
 IO_THREAD_NICENESS = 10
@@ -443,9 +444,9 @@ class StreamingEngine:
                 log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
     def _stream(self, chunks: Sequence[Chunk], datasets: dict) -> None:
-        """Read ahead, compute and write every chunk, each in its own thread. Whatever happens (a model or writer
-        error, Ctrl-C), both I/O threads have stopped when this returns or raises: the caller then closes the
-        sources' and the outputs' datasets, which a thread still reading or writing them would crash on."""
+        """Read ahead (a thread), compute (this thread) and write (a thread) every chunk. Whatever happens (a model
+        or writer error, Ctrl-C), both I/O threads have stopped when this returns or raises: the caller then closes
+        the sources' and the outputs' datasets, which a thread still reading or writing them would crash on."""
         stopping = threading.Event()  # a write failed, or the run stops: the writes not done are dropped
 
         def write(result: _ChunkResult) -> None:
