@@ -18,6 +18,7 @@ import yaml
 from decloud.cli import main as decloud_main
 from decloud.models.export import export_savedmodel
 from decloud.models.registry import create_model
+from decloud.preprocessing import sentinel2_prepare
 from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
 from decloud.superres.export_card import export_card
 from decloud.testing.regions import Rect
@@ -257,3 +258,20 @@ def test_ctrl_c_on_a_raw_product_removes_its_preparation(x2_model, tmp_path):
     assert stopped.stderr.strip().splitlines()[-1] == "decloud superres: interrupted"
     assert "Traceback" not in stopped.stderr
     assert list(out.iterdir()) == []  # the product prepared for the run is gone with it
+
+
+def test_a_complete_output_of_a_raw_product_is_skipped_without_preparing_it(x2_model, tmp_path, monkeypatch):
+    raw = make_theia_product(tmp_path / "raw", acquired=ACQUIRED, shape=(64, 64))
+    out = tmp_path / "out"
+    args = ("--in_image", raw, "--out", out, "--model", x2_model)
+    assert _run(*args) == 0
+    written = out / "SENTINEL2B_20201012_L2A_T31TEJ_5m_sisr.tif"
+    modified = written.stat().st_mtime_ns
+
+    def no_preparation(*args, **kwargs):
+        raise AssertionError("the product was prepared again")
+
+    monkeypatch.setattr(sentinel2_prepare, "prepare_s2_product", no_preparation)
+    assert _run(*args) == 0
+    assert written.stat().st_mtime_ns == modified
+    assert [path.name for path in out.iterdir()] == [written.name]

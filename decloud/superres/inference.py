@@ -58,12 +58,27 @@ class SuperresRequest:
     overwrite: bool = False
 
 
+def _is_prepared(in_image: Path) -> bool:
+    return in_image.is_dir() and bool(list(in_image.glob(f"*{S2_SUFFIX_FRE_10M}")))
+
+
+def product_name(in_image: Path) -> str:
+    """The name of the product at ``in_image``, prepared or raw (as its files say), which names the outputs: it is
+    known before any preparation, so that a complete output is skipped at once."""
+    if not in_image.exists():
+        raise InputNotFoundError(in_image, "Sentinel-2 product")
+    if _is_prepared(in_image):
+        return in_image.name
+    from decloud.preprocessing.s2_sources import open_s2_source
+
+    with open_s2_source(in_image) as source:
+        return source.name.name
+
+
 @contextmanager
 def prepared_product(in_image: Path, scratch: Path) -> Iterator[Path]:
     """The prepared product folder of ``in_image`` (itself, or a temporary preparation under ``scratch``)."""
-    if not in_image.exists():
-        raise InputNotFoundError(in_image, "Sentinel-2 product")
-    if in_image.is_dir() and list(in_image.glob(f"*{S2_SUFFIX_FRE_10M}")):
+    if _is_prepared(in_image):
         yield in_image
         return
     from decloud.preprocessing.sentinel2_prepare import prepare_s2_product
@@ -146,6 +161,11 @@ def run_superres(request: SuperresRequest, backend: SuperresBackend | None = Non
     if backend is None:
         backend = load_superres_backend(request.model)
     _check_request(request, backend)
+    with gdal_environment():
+        outputs_at = output_paths(request, product_name(request.in_image), 10 / backend.factor)
+        if not outputs_to_write(outputs_at.values(), request.overwrite):
+            log.info(skip_message(outputs_at.values()))
+            return list(outputs_at.values())
     scratch = request.out if request.out.suffix.lower() not in (".tif", ".tiff") else request.out.parent
     with gdal_environment(), prepared_product(request.in_image, scratch) as product_dir, ExitStack() as stack:
         with open_raster(_stack(product_dir, S2_SUFFIX_FRE_10M, S2_BANDS_10M)) as dataset:
@@ -163,10 +183,6 @@ def run_superres(request: SuperresRequest, backend: SuperresBackend | None = Non
             for key, path in paths.items()
         ]
         scale = 1.0 / backend.factor
-        outputs_at = output_paths(request, product_dir.name, 10 * scale)
-        if not outputs_to_write(outputs_at.values(), request.overwrite):
-            log.info(skip_message(outputs_at.values()))
-            return list(outputs_at.values())
         outputs = [OutputSpec(kind, path, backend.output_bands, scale=scale) for kind, path in outputs_at.items()]
         step = chunk_step(sources, outputs, 1)
         pad = backend.margin if request.pad is None else request.pad
