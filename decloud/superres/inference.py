@@ -59,6 +59,7 @@ class SuperresRequest:
 
 
 def _is_prepared(in_image: Path) -> bool:
+    """A prepared product is a folder holding its 10 m stack; anything else is a raw product to prepare."""
     return in_image.is_dir() and bool(list(in_image.glob(f"*{S2_SUFFIX_FRE_10M}")))
 
 
