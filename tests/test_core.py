@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio._env
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
@@ -24,7 +25,7 @@ from decloud.core.keys import sample_keys
 from decloud.core.naming import parse_s1_name, parse_s2_product_name
 from decloud.core.patches import count_per_patch, patch_grid_shape, patch_grid_transform, percent_per_patch
 from decloud.core.products import prepared_s1_series, prepared_s2_series, s1_nodata_stats_path, s2_product
-from decloud.core.raster import Grid, block_windows, open_raster
+from decloud.core.raster import Grid, block_windows, gdal_environment, open_raster
 
 
 def test_theia_name_is_parsed():
@@ -74,6 +75,12 @@ def test_block_windows_cover_the_raster_once_on_the_patch_grid():
     assert (coverage == 1).all()
     with pytest.raises(InvalidArgumentError):
         list(block_windows(10, 10, 100))
+
+
+def test_the_gdal_block_cache_of_every_step_is_128_mib():
+    # GDAL's effective cache size, in bytes (a bare 128 given to rasterio.Env would make it 128 bytes: no cache)
+    with gdal_environment():
+        assert int(rasterio._env.get_gdal_config("GDAL_CACHEMAX")) == 134_217_728
 
 
 def test_patch_counts_on_a_partial_grid():

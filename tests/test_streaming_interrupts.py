@@ -262,11 +262,9 @@ def test_ctrl_c_during_inference_exits_130_and_leaves_nothing(crga_s2only_run, d
 # --- GDAL's block cache ---------------------------------------------------------------------------
 
 
-def test_steps_cache_128_mib_of_blocks_and_the_engine_none(tmp_path: Path, monkeypatch) -> None:
-    """Every step keeps 128 MiB of GDAL blocks (it was once 128 bytes: rasterio takes a bare number as bytes); the
-    streaming engine keeps none, so that its writer thread compresses every block it writes."""
-    with gdal_environment():
-        assert get_gdal_config("GDAL_CACHEMAX") == 134_217_728
+def test_the_engine_streams_with_no_gdal_block_cache_and_gives_the_step_its_own_back(tmp_path, monkeypatch) -> None:
+    """The streaming engine keeps no GDAL block, so that its writer thread compresses every block it writes; the
+    step's own cache (128 MiB, ``tests/test_core.py``) is back after the run."""
     during_writes = []
 
     def recording_write(dataset, *args, **kwargs):
