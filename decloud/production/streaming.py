@@ -8,8 +8,10 @@ the borders are kept. The model runs on the padded chunk and the margin is cropp
 Pixels where a required input has no data are no-data in the outputs; chunks with no valid pixel are
 not computed at all.
 
-Reading (a thread), computing (the calling thread) and writing (a writer thread) overlap, with at
-most a few chunks in flight, so memory does not depend on the image size. Outputs are written under a
+Reading (a thread), running the model (the calling thread) and converting and writing its outputs (a writer
+thread) overlap, with at most a few chunks in flight, so memory does not depend on the image size. The calling
+thread only runs the model: whatever else it did would add to the run's time, while the model's own threads
+leave the I/O threads some room on the cores. Outputs are written under a
 temporary name, tiled and compressed, optionally as Cloud Optimized GeoTIFFs with overviews, and renamed
 when complete.
 """
@@ -148,6 +150,16 @@ class Chunk:
 
 
 @dataclass
+class _ChunkInputs:
+    """A chunk's inputs, read with its margins, and the validity of its pixels."""
+
+    chunk: Chunk
+    inputs: dict[str, np.ndarray]  #: key -> (1, n, n, channels) float32, margins included
+    key_valid: dict[str, np.ndarray]  #: key -> validity over the chunk, at the key's scale
+    valid: np.ndarray  #: validity of the chunk's pixels on the reference grid (all required keys valid)
+
+
+@dataclass
 class _ChunkResult:
     chunk: Chunk
     arrays: dict[Path, np.ndarray]  #: destination -> (rows, cols, bands) values, ready to write
@@ -201,8 +213,8 @@ def _mirror_read(source: InputSource, row: int, col: int, size: int) -> dict[str
 def _to_output_values(estimate: np.ndarray, valid: np.ndarray, output: OutputSpec) -> np.ndarray:
     """Output values of a model estimate (rows, cols, bands), ``output.nodata`` where ``valid`` is false. The
     default conversion (prepared int16 units, clipped to the output range and rounded) works in place on one
-    float copy, since the main thread, which also runs the model, does this for every output pixel (a x2
-    super-resolution writes 40 values per input pixel). That copy is made band by band, so that the values
+    float copy, since the writer thread does this for every output pixel (a x2 super-resolution writes 40
+    values per input pixel) beside the model's threads. That copy is made band by band, so that the values
     (rows, cols, bands) are a view of a contiguous (bands, rows, cols) array: the layout of the GeoTIFF's
     band-interleaved tiles, which GDAL then takes without reordering them."""
     if output.convert is not None:
@@ -303,9 +315,8 @@ class StreamingEngine:
             margin : margin + math.ceil(chunk.height / scale), margin : margin + math.ceil(chunk.width / scale)
         ]
 
-    def prepare(self, chunk: Chunk) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-        """Inputs (1, n, n, channels) float32 of a chunk with its margins, the validity of each key over the
-        chunk, and the validity of the chunk's pixels on the reference grid (all required keys valid)."""
+    def prepare(self, chunk: Chunk) -> _ChunkInputs:
+        """A chunk's inputs with their margins, and their validity."""
         size = self.chunk_size + 2 * self.pad
         inputs, key_valid = {}, {}
         valid = np.ones((chunk.height, chunk.width), dtype=bool)
@@ -320,15 +331,20 @@ class StreamingEngine:
                     valid &= _resample_mask(key_valid[key], 1 / scale, valid.shape)
                 if key in self.any_of:
                     any_valid |= _resample_mask(key_valid[key], 1 / scale, valid.shape)
-        return inputs, key_valid, valid & any_valid
+        return _ChunkInputs(chunk, inputs, key_valid, valid & any_valid)
 
-    def compute(self, chunk: Chunk, inputs: dict, key_valid: dict, valid: np.ndarray) -> _ChunkResult:
-        """The arrays to write for a chunk: model outputs (no-data where invalid; kept clear input pixels,
-        even where the model could not run), and intermediate inputs."""
+    def run_model(self, read: _ChunkInputs) -> dict[str, np.ndarray] | None:
+        """The model's outputs on a chunk; None for a chunk without a valid pixel, which is not computed."""
+        if not read.valid.any():
+            return None
+        names = [output.name for output in self.outputs]
+        return self.model.run({key: read.inputs[key] for key in self.model_keys}, names)
+
+    def to_write(self, read: _ChunkInputs, results: dict[str, np.ndarray] | None) -> _ChunkResult:
+        """The arrays to write for a chunk, from the model's ``results``: model outputs (no-data where invalid;
+        kept clear input pixels, even where the model could not run), and intermediate inputs."""
+        chunk, inputs, key_valid, valid = read.chunk, read.inputs, read.key_valid, read.valid
         arrays = {}
-        results = None
-        if valid.any():
-            results = self.model.run({key: inputs[key] for key in self.model_keys}, [o.name for o in self.outputs])
         for output in self.outputs:
             shape = (math.ceil(chunk.height / output.scale), math.ceil(chunk.width / output.scale))
             if results is None:
@@ -359,18 +375,16 @@ class StreamingEngine:
             arrays[destination.path] = fill.astype(destination.dtype)
         return _ChunkResult(chunk, arrays)
 
-    def _read_ahead(self, chunks: Sequence[Chunk], reader: IOThreads) -> Iterator[tuple]:
-        """Chunks with their inputs, in order, read by ``reader`` (one thread: the sources' datasets are not
+    def _read_ahead(self, chunks: Sequence[Chunk], reader: IOThreads) -> Iterator[_ChunkInputs]:
+        """The chunks' inputs, in order, read by ``reader`` (one thread: the sources' datasets are not
         thread-safe) up to CHUNKS_IN_FLIGHT chunks ahead of the computation."""
         pending = deque()
         for chunk in chunks:
-            pending.append((chunk, reader.submit(self.prepare, chunk)))
+            pending.append(reader.submit(self.prepare, chunk))
             if len(pending) > CHUNKS_IN_FLIGHT:
-                ready, future = pending.popleft()
-                yield ready, *future.result()
+                yield pending.popleft().result()
         while pending:
-            ready, future = pending.popleft()
-            yield ready, *future.result()
+            yield pending.popleft().result()
 
     def run(self, *, cog: bool = False, before_publish: Callable[[dict[Path, Path]], None] | None = None) -> list[Path]:
         """Compute and write every destination; return the outputs' paths. ``before_publish`` is given the
@@ -444,16 +458,16 @@ class StreamingEngine:
                 log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
     def _stream(self, chunks: Sequence[Chunk], datasets: dict) -> None:
-        """Read ahead (a thread), compute (this thread) and write (a thread) every chunk. Whatever happens (a model
+        """Read ahead (a thread), run the model (this thread), convert and write (a thread) every chunk. Whatever happens (a model
         or writer error, Ctrl-C), both I/O threads have stopped when this returns or raises: the caller then closes
         the sources' and the outputs' datasets, which a thread still reading or writing them would crash on."""
         stopping = threading.Event()  # a write failed, or the run stops: the writes not done are dropped
 
-        def write(result: _ChunkResult) -> None:
+        def write(read: _ChunkInputs, results: dict[str, np.ndarray] | None) -> None:
             if stopping.is_set():
                 return
             try:
-                _write(result, datasets)
+                _write(self.to_write(read, results), datasets)
             except BaseException:
                 stopping.set()
                 raise
@@ -464,10 +478,10 @@ class StreamingEngine:
         ):
             writes = deque()
             try:
-                for chunk, inputs, key_valid, valid in progress(
+                for read in progress(
                     self._read_ahead(chunks, reader), desc="inference", total=len(chunks), unit="chunk"
                 ):
-                    writes.append(writer.submit(write, self.compute(chunk, inputs, key_valid, valid)))
+                    writes.append(writer.submit(write, read, self.run_model(read)))
                     if len(writes) > CHUNKS_IN_FLIGHT:
                         writes.popleft().result()  # a write error stops the run here
                 while writes:
