@@ -64,11 +64,10 @@ CHUNKS_IN_FLIGHT = 2
 #: Model outputs are written as int16 in prepared units; -10000 is kept for no-data.
 OUTPUT_RANGE = (S2_NODATA + 1, np.iinfo(np.int16).max)
 #: GDAL block cache while a model streams: none. Written blocks then go to their file from the writer thread as
-#: they are written; with a cache they are compressed later, by whichever thread evicts them (the reader) or all at
-#: once when the file is closed, and a row of output chunks larger than the cache (a 5 m output) evicts the input
-#: blocks that the next row's margins read again, so the cache saves little. ``benchmarks/bench_superres.py --sizes
-#: 2048 4096 --repeat 3``, x the in-memory speed at 2048² / 4096²: 0.87 / 0.83 with a 128 MiB cache; 0.867 / 0.872
-#: and 0.86 / 0.83 (two builds) without: no difference beyond the spread of repeated runs.
+#: they are written. A cache saves decoding again the input blocks that the chunks' margins share (over a 4096²
+#: product, 0.7 CPU-s of reading instead of 2.4), but the run as a whole costs more: ``benchmarks/bench_superres.py
+#: --sizes 4096 --repeat 5`` gave 0.90 x the in-memory speed without a cache (CPU time ratio 0.84) and 0.82 with
+#: the 128 MiB cache of the other steps (CPU time ratio 0.79).
 STREAMING_GDAL_CACHE_BYTES = 0
 #: Niceness added to the reading and writing threads.
 IO_THREAD_NICENESS = 10
@@ -458,9 +457,10 @@ class StreamingEngine:
                 log.info("%s: %d valid pixels of %d (%.1f %%)", output.path, count, total, 100 * share)
 
     def _stream(self, chunks: Sequence[Chunk], datasets: dict) -> None:
-        """Read ahead (a thread), run the model (this thread), convert and write (a thread) every chunk. Whatever happens (a model
-        or writer error, Ctrl-C), both I/O threads have stopped when this returns or raises: the caller then closes
-        the sources' and the outputs' datasets, which a thread still reading or writing them would crash on."""
+        """Read ahead (a thread), run the model (this thread), convert and write (a thread) every chunk. Whatever
+        happens (a model or writer error, Ctrl-C), both I/O threads have stopped when this returns or raises: the
+        caller then closes the sources' and the outputs' datasets, which a thread still reading or writing them would
+        crash on."""
         stopping = threading.Event()  # a write failed, or the run stops: the writes not done are dropped
 
         def write(read: _ChunkInputs, results: dict[str, np.ndarray] | None) -> None:
