@@ -11,9 +11,8 @@ not computed at all.
 Reading (a thread), running the model (the calling thread) and converting and writing its outputs (a writer
 thread) overlap, with at most a few chunks in flight, so memory does not depend on the image size. The calling
 thread only runs the model: whatever else it did would add to the run's time, while the model's own threads
-leave the I/O threads some room on the cores. Outputs are written under a
-temporary name, tiled and compressed, optionally as Cloud Optimized GeoTIFFs with overviews, and renamed
-when complete.
+leave the I/O threads some room on the cores. Outputs are written under a temporary name, tiled and compressed,
+optionally as Cloud Optimized GeoTIFFs with overviews, and renamed when complete.
 """
 
 from __future__ import annotations
