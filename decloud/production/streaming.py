@@ -39,6 +39,7 @@ from decloud.core import keys
 from decloud.core.atomic import atomic_file
 from decloud.core.constants import S1_NODATA, S2_NODATA
 from decloud.core.errors import DecloudError, InvalidArgumentError
+from decloud.core.interrupts import interruptions_held
 from decloud.core.io_threads import IOThreads
 from decloud.core.progress import progress
 from decloud.core.raster import (
@@ -332,11 +333,14 @@ class StreamingEngine:
         return _ChunkInputs(chunk, inputs, key_valid, valid & any_valid)
 
     def run_model(self, read: _ChunkInputs) -> dict[str, np.ndarray] | None:
-        """The model's outputs on a chunk; None for a chunk without a valid pixel, which is not computed."""
+        """The model's outputs on a chunk; None for a chunk without a valid pixel, which is not computed. A Ctrl-C
+        or SIGTERM during the call is raised when it returns: raised in the Python code that TensorFlow calls back,
+        it made TensorFlow print tracebacks of its own; and the model's own work, in C++, defers it anyway."""
         if not read.valid.any():
             return None
         names = [output.name for output in self.outputs]
-        return self.model.run({key: read.inputs[key] for key in self.model_keys}, names)
+        with interruptions_held():
+            return self.model.run({key: read.inputs[key] for key in self.model_keys}, names)
 
     def to_write(self, read: _ChunkInputs, results: dict[str, np.ndarray] | None) -> _ChunkResult:
         """The arrays to write for a chunk, from the model's ``results``: model outputs (no-data where invalid;
