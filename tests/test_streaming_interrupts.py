@@ -138,6 +138,29 @@ def test_the_run_completes_without_fault(source: SlowSource, tmp_path: Path) -> 
         assert (dataset.read() == 1000).all()
 
 
+def test_the_calling_thread_runs_the_model_and_the_writer_thread_converts_its_outputs(source, tmp_path, monkeypatch):
+    """Whatever the calling thread does besides running the model adds to the run's time; the conversion of the
+    model's outputs to the GeoTIFF's values (40 values per input pixel for a x2 super-resolution) is the writer's."""
+    threads = {"model": set(), "conversion": set()}
+
+    class RecordingModel(FailingModel):
+        def run(self, inputs, outputs):
+            threads["model"].add(threading.current_thread().name)
+            return super().run(inputs, outputs)
+
+    def recording_conversion(*args, **kwargs):
+        threads["conversion"].add(threading.current_thread().name)
+        return to_output_values(*args, **kwargs)
+
+    to_output_values = streaming._to_output_values
+    monkeypatch.setattr(streaming, "_to_output_values", recording_conversion)
+    run_then_close(source, RecordingModel(), tmp_path / "out.tif")
+    assert threads["model"] == {threading.main_thread().name}
+    assert len(threads["conversion"]) == 1 and next(iter(threads["conversion"])).startswith("decloud-writer")
+    with rasterio.open(tmp_path / "out.tif") as written:
+        assert (written.read() == 1000).all()  # the model's value, converted
+
+
 # --- Ctrl-C at the worst moments ------------------------------------------------------------------
 
 
@@ -283,29 +306,6 @@ def test_ctrl_c_during_inference_exits_130_and_leaves_nothing(crga_s2only_run, d
     assert process.returncode == 130, stderr  # not -11 (SIGSEGV) or -6 (SIGABRT)
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(out.iterdir()) == []
-
-
-def test_the_calling_thread_runs_the_model_and_the_writer_thread_converts_its_outputs(source, tmp_path, monkeypatch):
-    """Whatever the calling thread does besides running the model adds to the run's time; the conversion of the
-    model's outputs to the GeoTIFF's values (40 values per input pixel for a x2 super-resolution) is the writer's."""
-    threads = {"model": set(), "conversion": set()}
-
-    class RecordingModel(FailingModel):
-        def run(self, inputs, outputs):
-            threads["model"].add(threading.current_thread().name)
-            return super().run(inputs, outputs)
-
-    def recording_conversion(*args, **kwargs):
-        threads["conversion"].add(threading.current_thread().name)
-        return to_output_values(*args, **kwargs)
-
-    to_output_values = streaming._to_output_values
-    monkeypatch.setattr(streaming, "_to_output_values", recording_conversion)
-    run_then_close(source, RecordingModel(), tmp_path / "out.tif")
-    assert threads["model"] == {threading.main_thread().name}
-    assert len(threads["conversion"]) == 1 and next(iter(threads["conversion"])).startswith("decloud-writer")
-    with rasterio.open(tmp_path / "out.tif") as written:
-        assert (written.read() == 1000).all()  # the model's value, converted
 
 
 # --- GDAL's block cache ---------------------------------------------------------------------------

@@ -68,8 +68,8 @@ def interruptions_held() -> Iterator[None]:
     few steps that must not be cut in the middle: starting a thread and recording it (a thread started but not
     recorded cannot be waited for), and waiting for threads to end before the datasets they use are closed (a
     thread still reading a closed dataset crashes the process), and a model call of the streaming engine (see
-    ``StreamingEngine.run_model``). Only signals with a Python handler are held (an
-    ignored signal stays ignored); only the main thread receives them, elsewhere the block runs unchanged."""
+    ``StreamingEngine.run_model``). Only signals with a Python handler are held (an ignored signal stays ignored);
+    only the main thread receives them, elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
