@@ -1,4 +1,5 @@
-"""decloud.core: names, windows, patch statistics, atomic outputs, raster opening errors."""
+"""decloud.core: names, windows, patch statistics, atomic outputs, raster opening errors; and the TensorFlow setting
+made when the package is imported."""
 
 from __future__ import annotations
 
@@ -253,4 +254,4 @@ def test_importing_decloud_turns_tensorflow_onednn_kernels_on_unless_the_user_se
     if user_setting is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = user_setting
     result = subprocess.run([sys.executable, "-c", ONEDNN_STATE], capture_output=True, text=True, env=env, check=True)
-    assert result.stdout.split("\n")[-2] == expected
+    assert result.stdout.splitlines()[-1] == expected
