@@ -18,10 +18,10 @@ from rasterio.windows import Window
 
 from decloud.core.errors import InvalidArgumentError
 from decloud.core.raster import block_windows, open_raster, read_window, require_same_grid
-from decloud.models.scores import SSIM_SIGMA, SSIM_TRUNCATE, HoleScores, scorable, seam_sums
+from decloud.models.scores import SSIM_RADIUS, HoleScores, scorable, seam_sums
 
 #: Extra pixels read around each window: the SSIM window's radius (also covers the seam's one neighbour).
-HALO = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+HALO = SSIM_RADIUS
 WINDOW_SIZE = 512
 
 

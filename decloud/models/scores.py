@@ -31,6 +31,8 @@ MIN_MSE = 1e-10
 #: SSIM: Gaussian window (sigma, and truncation in sigmas giving an 11-pixel window) and stabilising constants.
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
+#: Radius of that window (scipy's rounding of truncate x sigma): an SSIM value depends on the pixels this close.
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 #: The figures of a score, in their printed order.
 SCORE_NAMES = ("mae", "rmse", "psnr", "ssim", "sam_degrees")
@@ -53,6 +55,16 @@ def ssim_map(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     var_y = blur(estimate * estimate) - mu_y**2
     cov = blur(truth * estimate) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+def around(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Slices of the smallest box holding every True pixel of ``mask`` (rows, cols; at least one) and ``margin``
+    pixels around them, clipped to the image."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (
+        slice(max(0, rows[0] - margin), min(mask.shape[0], rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(mask.shape[1], cols[-1] + 1 + margin)),
+    )
 
 
 def spectral_angles(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
@@ -101,7 +113,10 @@ class HoleScores:
         error = composite[scored] - reference[scored]
         self.abs += np.abs(error).sum(axis=0)
         self.sq += np.square(error).sum(axis=0)
-        self.ssim += ssim_map(reference, composite)[scored].sum(axis=0)
+        # the SSIM map over the scored pixels' box only (its values there need nothing farther than SSIM_RADIUS,
+        # and where the box meets the image's edge it is reflected as the whole image's): the same sums, faster
+        box = around(scored, SSIM_RADIUS)
+        self.ssim += ssim_map(reference[box], composite[box])[scored[box]].sum(axis=0)
         self.sam += float(spectral_angles(reference[scored], composite[scored]).sum())
         self.pixels += int(scored.sum())
 
