@@ -268,20 +268,6 @@ def test_a_clear_offset_needs_the_time_weighted_base_and_cells_the_network_align
         create_model("crga_os2_unet", **params)
 
 
-def test_full_kernel_sets_the_first_encoder_layer_and_the_10m_head_and_must_be_odd():
-    """Kernel shapes (rows, cols, inputs, filters): the first encoder layer reads the 6 channels of a date (S1 2 +
-    S2 4); the head reads dec0's 4 filters and the 4 filters of each of the 3 dates, and writes the 4 bands."""
-    for kernel in (5, 3):
-        network = create_model("crga_os2_unet", filters=4, depth=2, full_kernel=kernel).model()
-        assert tuple(network.get_layer("enc0").kernel.shape) == (kernel, kernel, 6, 4)
-        assert tuple(network.get_layer("s2_head").kernel.shape) == (kernel, kernel, 16, 4)
-        assert tuple(network.get_layer("enc1").kernel.shape) == (3, 3, 4, 8)
-    assert create_model("crga_os2_unet").params["full_kernel"] == 5  # Decloud's
-    for kernel in (4, 0):
-        with pytest.raises(InvalidArgumentError, match=f"full_kernel must be an odd integer >= 1, not {kernel}"):
-            create_model("crga_os2_unet", full_kernel=kernel)
-
-
 def test_time_weighted_training_samples_get_days_maps_from_their_timestamps():
     """Records carry dates, not days maps: a training pair holds, over the whole patch, the days from t to the
     date of tm1 and of tp1 (here 7.5 days before and 12 days after)."""

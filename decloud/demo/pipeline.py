@@ -78,19 +78,18 @@ class DemoSizes:
     samples: tuple[int, int, int]  #: maximum number of train, valid and test samples
     filters: int
     depth: int
-    full_kernel: int  #: side of the network's convolutions at full resolution
     epochs: int
     steps_per_epoch: int
     batch: int
 
 
 FULL = DemoSizes(
-    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, full_kernel=3, epochs=20,
-    steps_per_epoch=100, batch=8,
+    tile=512, s2_dates=19, patchsize=64, samples=(2000, 64, 256), filters=8, depth=3, epochs=30, steps_per_epoch=100,
+    batch=8,
 )  # fmt: skip
 QUICK = DemoSizes(
-    tile=256, s2_dates=12, patchsize=64, samples=(64, 16, 32), filters=8, depth=3, full_kernel=3, epochs=1,
-    steps_per_epoch=8, batch=4,
+    tile=256, s2_dates=12, patchsize=64, samples=(64, 16, 32), filters=8, depth=3, epochs=1, steps_per_epoch=8,
+    batch=4,
 )  # fmt: skip
 
 
@@ -237,7 +236,6 @@ def train_model(paths: DemoPaths, sizes: DemoSizes, seed: int) -> dict[str, list
         model_params={
             "filters": sizes.filters,
             "depth": sizes.depth,
-            "full_kernel": sizes.full_kernel,
             "with_dem": True,
             "residual": True,
             "time_weighted": True,

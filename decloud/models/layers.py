@@ -68,17 +68,17 @@ class Branch:
 
 
 def multi_branch_unet(
-    branches: Sequence[Branch], dem: Any, *, filters: int, depth: int, skips: bool = True, first_kernel: int = 5
+    branches: Sequence[Branch], dem: Any, *, filters: int, depth: int, skips: bool = True
 ) -> tuple[Any, Any]:
     """Decoder features at full and at half resolution (for the 10 m and 20 m heads).
 
     The encoder layers are shared by all branches (same weights for every date); a branch's level-1
     features are concatenated with its 20 m image's and with the DEM's. Without ``skips`` only the deepest
-    features are decoded (the small "David" network). ``first_kernel`` is the side of the first encoder layer.
+    features are decoded (the small "David" network).
     """
     if depth < 1:
         raise ValueError("a U-Net needs depth >= 1")
-    encoder = [conv(filters, first_kernel, name="enc0")] + [
+    encoder = [conv(filters, 5, name="enc0")] + [
         conv(level_filters(filters, level), strides=2, name=f"enc{level}") for level in range(1, depth + 1)
     ]
     conv_20m = conv(filters, name="enc1_20m")

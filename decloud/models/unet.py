@@ -7,27 +7,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from decloud.core import keys
-from decloud.core.errors import InvalidArgumentError
 from decloud.models.layers import Branch, concat, estimate_head, multi_branch_unet
 from decloud.models.model import OUTPUT_BANDS, Model
 
 
 class MultiBranchUNet(Model):
     """``filters`` at full resolution, doubled at each level (up to x8); ``depth`` stride-2 levels, so
-    input sizes must be multiples of ``2 ** depth``. Decloud's published networks use 64 filters.
-    ``full_kernel`` is the side of the two convolutions at full resolution, the first of the encoder and the 10 m
-    head: 5 as Decloud's; 3 has about a third of their multiply-adds, and trained the demo's small network faster
-    (README)."""
+    input sizes must be multiples of ``2 ** depth``. Decloud's published networks use 64 filters."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {"filters": 16, "depth": 5, "full_kernel": 5}
+    DEFAULTS: ClassVar[dict[str, Any]] = {"filters": 16, "depth": 5}
     #: Decoder with skip connections (False: only the deepest features are decoded).
     SKIPS: ClassVar[bool] = True
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        kernel = self.params["full_kernel"]
-        if kernel < 1 or kernel % 2 == 0:  # an even kernel would shift the estimate by half a pixel
-            raise InvalidArgumentError(f"model {self.name!r}: full_kernel must be an odd integer >= 1, not {kernel!r}")
 
     @property
     def size_multiple(self) -> int:
@@ -57,10 +47,8 @@ class MultiBranchUNet(Model):
             filters=self.params["filters"],
             depth=self.params["depth"],
             skips=self.SKIPS,
-            first_kernel=self.params["full_kernel"],
         )
-        kernel = self.params["full_kernel"]
-        outputs = {keys.S2: estimate_head(full, len(OUTPUT_BANDS[keys.S2]), "s2_head", kernel=kernel)}
+        outputs = {keys.S2: estimate_head(full, len(OUTPUT_BANDS[keys.S2]), "s2_head", kernel=5)}
         if self.with_20m_bands:
             outputs[keys.S2_20M] = estimate_head(half, len(OUTPUT_BANDS[keys.S2_20M]), "s2_20m_head")
         return outputs
