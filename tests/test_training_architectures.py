@@ -1,8 +1,11 @@
 """Acceptance for every registered architecture: it trains a few steps on generated records, exports a
 SavedModel that reloads with ``tf.saved_model.load`` and serves the contract's outputs at two input sizes,
-and its ONNX export computes the same thing (max difference < 1e-2 prepared units)."""
+and its ONNX export computes the same thing (max difference < 1e-2 prepared units; slow)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +13,10 @@ import tensorflow as tf
 
 from decloud.core.keys import sample_keys
 from decloud.models.data import model_dataset
-from decloud.models.model import PADS
+from decloud.models.model import PADS, Model
 from decloud.models.onnx_conversion import export_onnx, run_onnx
 from decloud.models.registry import BUILTIN_MODULES, available_models, create_model, model_class
-from decloud.models.training_loop import TrainingConfig, train
+from decloud.models.training_loop import TrainingConfig, TrainingResult, train
 from decloud.testing.records import LAYOUT_OF, LAYOUTS, write_records
 
 #: Tiny widths: the contract is under test here, not the capacity.
@@ -54,8 +57,17 @@ def records(tmp_path_factory):
     return folders
 
 
-@pytest.mark.parametrize(("name", "full"), CASES, ids=[f"{n}{'-20m-dem' if f else ''}" for n, f in CASES])
-def test_architecture_trains_exports_reloads_and_converts(name, full, records, tmp_path):
+@dataclass(frozen=True)
+class Trained:
+    model: Model
+    result: TrainingResult
+    validation: Path  #: validation records of the architecture's layout
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{n}{'-20m-dem' if f else ''}" for n, f in CASES])
+def trained(request, records, tmp_path_factory) -> Trained:
+    """The architecture trained two steps and exported: one training per case, whichever tests of it run."""
+    name, full = request.param
     model = create_model(name, **tiny_params(name, full))
     training, validation = records[LAYOUT_OF[name]]
     result = train(
@@ -67,14 +79,23 @@ def test_architecture_trains_exports_reloads_and_converts(name, full, records, t
             batch_train=2,
             steps_per_epoch=2,
             epochs=1,
-            out_savedmodel=tmp_path / "savedmodel",
+            out_savedmodel=tmp_path_factory.mktemp(name) / "savedmodel",
             seed=0,
         )
     )
+    return Trained(model, result, validation)
+
+
+def serving(savedmodel: Path):
+    return tf.saved_model.load(str(savedmodel)).signatures["serving_default"]
+
+
+def test_architecture_trains_exports_and_reloads(trained):
+    model, result = trained.model, trained.result
     assert result.epoch == 1 and np.isfinite(result.history["loss"][0])
     assert np.isfinite(result.validation["valid"]["loss"])
 
-    signature = tf.saved_model.load(str(result.savedmodel)).signatures["serving_default"]
+    signature = serving(result.savedmodel)
     inputs = signature.structured_input_signature[1]
     assert set(inputs) == set(model.input_keys())
     expected = {out: bands for out, bands in (("s2_estim", 4), ("s2_20m_estim", 6)) if out in model.output_names()}
@@ -93,10 +114,14 @@ def test_architecture_trains_exports_reloads_and_converts(name, full, records, t
             assert outputs[f"{out}_pad32"].shape == (1, side - 2 * margin, side - 2 * margin, bands)
             assert outputs[f"{out}_pad64"].shape[1] == max(side - 4 * margin, 0)
 
-    export_onnx(result.savedmodel, tmp_path / "model.onnx")
-    batch_inputs, _ = next(iter(model_dataset(validation, model, 2)))
+
+@pytest.mark.slow  # 30 to 75 s a case; tests/test_onnx.py covers the conversion in the default run
+def test_architecture_converts_to_onnx_computing_the_same(trained, tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(trained.result.savedmodel, onnx_path)
+    batch_inputs, _ = next(iter(model_dataset(trained.validation, trained.model, 2)))
     feed = {key: value.numpy() for key, value in batch_inputs.items()}
-    saved = {key: value.numpy() for key, value in signature(**batch_inputs).items()}
-    onnx = run_onnx(tmp_path / "model.onnx", feed)
+    saved = {key: value.numpy() for key, value in serving(trained.result.savedmodel)(**batch_inputs).items()}
+    onnx = run_onnx(onnx_path, feed)
     for out in saved:
         assert np.max(np.abs(saved[out] - onnx[out]), initial=0.0) < 1e-2, out
