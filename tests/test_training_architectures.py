@@ -115,7 +115,7 @@ def test_architecture_trains_exports_and_reloads(trained):
             assert outputs[f"{out}_pad64"].shape[1] == max(side - 4 * margin, 0)
 
 
-@pytest.mark.slow  # 30 to 75 s a case; tests/test_onnx.py covers the conversion in the default run
+@pytest.mark.slow  # the conversion: 10 to 75 s a case; tests/test_onnx.py covers it in the default run
 def test_architecture_converts_to_onnx_computing_the_same(trained, tmp_path):
     onnx_path = tmp_path / "model.onnx"
     export_onnx(trained.result.savedmodel, onnx_path)
